@@ -1,0 +1,125 @@
+"""The `reeve` command: a root Typer app with one sub-app per noun.
+
+Modules imported here must stay light: `reeve --help` and every TAB completion
+import them. Heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from reeve_cli import __version__
+from reeve_cli.cli import context
+from reeve_cli.errors import ReeveError
+from reeve_cli.output import error
+
+
+class ReeveGroup(TyperGroup):
+    """Root group that turns every `ReeveError` into one `Error:` line."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReeveError as exc:
+            error(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=ReeveGroup,
+    name="reeve",
+    help="Reeve: the wake-up queue of a proactive AI agent.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"reeve {__version__}\n")
+        raise typer.Exit()
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    from reeve_cli.config import SETTINGS_BY_NAME
+
+    parsed: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().replace("-", "_")
+        if not sep or key not in SETTINGS_BY_NAME:
+            raise typer.BadParameter(
+                f"'{item}' is not KEY=VALUE with a known key; see 'reeve config show'",
+                param_hint="--set",
+            )
+        parsed[key] = value
+    return parsed
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Config file (TOML). Env: REEVE_CONFIG."),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option("--data-dir", help="Data directory. Env: REEVE_DATA_DIR."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database URL. Env: REEVE_DATABASE_URL."),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="Time zone. Env: REEVE_TIMEZONE."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="Any setting, e.g. --set api_port=9000."
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Reeve: the wake-up queue of a proactive AI agent."""
+    flags: dict[str, Any] = _parse_sets(set_ or [])
+    flags.update(
+        config=config, data_dir=data_dir, database_url=database_url, timezone=timezone
+    )
+    context.set_flags(flags)
+    if verbose:
+        from reeve_cli.logs import setup_logging
+
+        setup_logging("DEBUG" if verbose > 1 else "INFO")
+
+
+def _register() -> None:
+    from reeve_cli.cli import config, db, pulse
+
+    app.add_typer(pulse.app, name="pulse")
+    app.add_typer(config.app, name="config")
+    app.add_typer(db.app, name="db")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the `reeve` console script."""
+    logging.getLogger().handlers.clear()
+    app()
