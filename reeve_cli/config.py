@@ -311,6 +311,10 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
         raw = ",".join(str(item) for item in raw)
     elif isinstance(raw, bool):
         raise ConfigError(f"{origin}: {setting.name} cannot be true or false")
+    elif not isinstance(raw, str | int | float):
+        raise ConfigError(
+            f"{origin}: {setting.name} must be a single value, got {raw!r}"
+        )
     try:
         return setting.parse(str(raw))
     except ValueError as exc:

@@ -220,6 +220,7 @@ def _migration_lock(db: Database) -> Iterator[None]:
 
 
 def check_revision(revision: str | None) -> None:
+    """Refuse a database stamped by a newer Reeve, before anything touches it."""
     if revision is not None and revision not in SCHEMA_REVISIONS:
         raise DatabaseError(
             f"Database schema revision '{revision}' was written by a newer Reeve "
@@ -280,6 +281,7 @@ def open_database(
     if not migrate:
         return db
     revision = _revision_or_error(db)
+    check_revision(revision)
     if revision != SCHEMA_HEAD:
         upgrade(db)
     return db

@@ -6,7 +6,6 @@ imported only when a table is drawn, so `--json` output stays cheap.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
@@ -18,11 +17,16 @@ if TYPE_CHECKING:
 
 def emit_json(data: Any) -> None:
     """Write one JSON document to stdout: plain, no colour, valid when piped."""
+    import json
+
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
 def emit_json_lines(items: Iterable[Any]) -> None:
+    """Write one JSON object per line to stdout (`--nl`)."""
+    import json
+
     for item in items:
         sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
     sys.stdout.flush()

@@ -371,6 +371,36 @@ def cancel_pulse(db: Database, pulse_id: int) -> Pulse:
     return pulse
 
 
+def cancel_pulses(db: Database, pulse_ids: Sequence[int]) -> list[Pulse]:
+    """Cancel several pending pulses in one transaction: all of them or none.
+
+    Raises:
+        PulseNotFound: an id names no pulse; nothing is cancelled.
+        PulseNotPending: a pulse already started or finished; nothing is cancelled.
+    """
+    ids = list(dict.fromkeys(pulse_ids))
+    now = db_time(utcnow())
+    cancelled = []
+    with db.transaction(write=True) as conn:
+        for pulse_id in ids:
+            pulse = _pulse_row(conn, pulse_id)
+            if pulse.status is not Status.PENDING:
+                raise PulseNotPending(pulse_id, pulse.status.value, "cancelled")
+
+        for pulse_id in ids:
+            rows = conn.execute(
+                "UPDATE pulses SET status = :status, finished_at = :now, "
+                "updated_at = :now WHERE id = :id RETURNING *",
+                {"status": Status.CANCELLED.value, "now": now, "id": pulse_id},
+            )
+            pulse = Pulse.from_row(rows[0])
+            record_event(conn, "pulse.cancelled", pulse=pulse)
+            cancelled.append(pulse)
+
+    logger.info("Pulses %s cancelled", ", ".join(map(str, ids)))
+    return cancelled
+
+
 def update_pulse(
     db: Database,
     pulse_id: int,

@@ -150,6 +150,13 @@ def _parse_natural(text: str, now_local: datetime, zone: tzinfo) -> datetime | N
     return resolve_local(parsed, zone)
 
 
+def _duration_or_none(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except InvalidTime:
+        raise ValueError(text) from None  # parse_when names every accepted form
+
+
 def _parse(text: str, now: datetime, zone: tzinfo) -> datetime | None:
     cleaned = " ".join(text.strip().lower().split())
     now_local = now.astimezone(zone)
@@ -160,10 +167,10 @@ def _parse(text: str, now: datetime, zone: tzinfo) -> datetime | None:
         return resolve_local(datetime.combine(now_local.date(), TONIGHT), zone)
     if _EPOCH.match(cleaned):
         return datetime.fromtimestamp(float(cleaned.lstrip("@")), UTC)
-    if relative := _RELATIVE.match(cleaned):
-        return now + parse_duration(relative.group(1))
+    if (relative := _RELATIVE.match(cleaned)) and _DURATION.match(relative[1]):
+        return now + _duration_or_none(relative[1])
     if _DURATION.match(cleaned):
-        return now + parse_duration(cleaned)
+        return now + _duration_or_none(cleaned)
     if clock := _CLOCK.match(cleaned):
         at = _clock(clock)
         return _next_clock(now_local, at, zone) if at else None

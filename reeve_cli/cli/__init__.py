@@ -6,7 +6,6 @@ import them. Heavy libraries are imported inside the commands that need them.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated, Any
 
@@ -35,6 +34,9 @@ app = typer.Typer(
     name="reeve",
     help="Reeve: the wake-up queue of a proactive AI agent.",
     no_args_is_help=True,
+    # Plain Click help and errors: usage errors stay two short lines on stderr
+    # (no rich box), and `--help` does not import rich.
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -66,19 +68,29 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
 def root(
     config: Annotated[
         str | None,
-        typer.Option("--config", help="Config file (TOML). Env: REEVE_CONFIG."),
+        typer.Option(
+            "--config", metavar="PATH", help="Config file (TOML). Env: REEVE_CONFIG."
+        ),
     ] = None,
     data_dir: Annotated[
         str | None,
-        typer.Option("--data-dir", help="Data directory. Env: REEVE_DATA_DIR."),
+        typer.Option(
+            "--data-dir", metavar="PATH", help="Data directory. Env: REEVE_DATA_DIR."
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Database URL. Env: REEVE_DATABASE_URL."),
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="Database URL. Env: REEVE_DATABASE_URL.",
+        ),
     ] = None,
     timezone: Annotated[
         str | None,
-        typer.Option("--timezone", help="Time zone. Env: REEVE_TIMEZONE."),
+        typer.Option(
+            "--timezone", metavar="ZONE", help="Time zone. Env: REEVE_TIMEZONE."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -121,5 +133,4 @@ _register()
 
 def main() -> None:
     """Entry point of the `reeve` console script."""
-    logging.getLogger().handlers.clear()
     app()

@@ -125,38 +125,62 @@ def _read_prompt(prompt: str) -> str:
 @app.command("add")
 def pulse_add(
     prompt: Annotated[
-        str, typer.Argument(help="What the agent should do; '-' reads stdin.")
+        str,
+        typer.Argument(
+            metavar="PROMPT", help="What the agent should do; '-' reads stdin."
+        ),
     ],
     at: Annotated[
         str,
-        typer.Option("--at", "-a", help="When: 'in 20m', 'tomorrow 6:45', ISO 8601."),
+        typer.Option(
+            "--at",
+            "-a",
+            metavar="WHEN",
+            help="When: 'in 20m', 'tomorrow 6:45', ISO 8601 (see docs).",
+        ),
     ] = "now",
     priority: Annotated[
         str,
         typer.Option(
-            "--priority", "-p", help="critical, high, normal, low or deferred."
+            "--priority",
+            "-p",
+            metavar="PRIORITY",
+            help="critical, high, normal, low or deferred.",
         ),
     ] = "normal",
     session: Annotated[
-        str | None, typer.Option("--session", help="Agent session id to resume.")
+        str | None,
+        typer.Option("--session", metavar="ID", help="Agent session id to resume."),
     ] = None,
     note: Annotated[
-        list[str] | None, typer.Option("--note", "-n", help="Sticky note (repeatable).")
+        list[str] | None,
+        typer.Option("--note", "-n", metavar="TEXT", help="Sticky note (repeatable)."),
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", "-t", metavar="TAG", help="Tag (repeatable)."),
     ] = None,
     max_retries: Annotated[
-        int | None, typer.Option("--max-retries", help="Retries after a failure.")
+        int | None,
+        typer.Option(
+            "--max-retries",
+            metavar="N",
+            help="Retries after a failure; default REEVE_MAX_RETRIES.",
+        ),
     ] = None,
     key: Annotated[
         str | None,
         typer.Option(
-            "--key", help="Idempotency key: a repeat returns the first pulse."
+            "--key",
+            metavar="KEY",
+            help="Idempotency key: a repeat returns the first pulse.",
         ),
     ] = None,
     executor: Annotated[
-        str | None, typer.Option("--executor", help="Executor plugin for this pulse.")
+        str | None,
+        typer.Option(
+            "--executor", metavar="NAME", help="Executor plugin for this pulse."
+        ),
     ] = None,
     allow_past: AllowPast = False,
     json_: JsonFlag = False,
@@ -214,16 +238,26 @@ def pulse_add(
 def pulse_list(
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", "-s", help="Only this status (repeatable)."),
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only this status (repeatable); default pending.",
+        ),
     ] = None,
     tag: Annotated[
-        str | None, typer.Option("--tag", "-t", help="Only with this tag.")
+        str | None,
+        typer.Option("--tag", "-t", metavar="TAG", help="Only with this tag."),
     ] = None,
     priority: Annotated[
-        str | None, typer.Option("--priority", "-p", help="Only this priority.")
+        str | None,
+        typer.Option(
+            "--priority", "-p", metavar="PRIORITY", help="Only this priority."
+        ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-l", min=1, help="At most this many.")
+        int,
+        typer.Option("--limit", "-l", min=1, metavar="N", help="At most this many."),
     ] = 50,
     all_: Annotated[bool, typer.Option("--all", help="Every status.")] = False,
     json_: JsonFlag = False,
@@ -280,17 +314,9 @@ def pulse_cancel(
         reeve pulse cancel 42 43
     """
     from reeve_cli import store
-    from reeve_cli.errors import PulseNotPending
-    from reeve_cli.model import Status
 
-    db = context.database()
     ids = [parse_id(text) for text in pulse_ids]
-    for pulse_id in ids:
-        pulse = store.get_pulse(db, pulse_id)
-        if pulse.status is not Status.PENDING:
-            raise PulseNotPending(pulse_id, pulse.status.value)
-
-    cancelled = [store.cancel_pulse(db, pulse_id) for pulse_id in dict.fromkeys(ids)]
+    cancelled = store.cancel_pulses(context.database(), ids)
 
     if json_:
         output.emit_json([p.to_dict() for p in cancelled])
@@ -330,7 +356,8 @@ def pulse_reschedule(
 @app.command("history")
 def pulse_history(
     limit: Annotated[
-        int, typer.Option("--limit", "-l", min=1, help="At most this many.")
+        int,
+        typer.Option("--limit", "-l", min=1, metavar="N", help="At most this many."),
     ] = 20,
     json_: JsonFlag = False,
 ) -> None:
