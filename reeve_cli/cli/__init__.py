@@ -126,6 +126,9 @@ def _register() -> None:
     app.add_typer(pulse.app, name="pulse")
     app.add_typer(config.app, name="config")
     app.add_typer(db.app, name="db")
+    from reeve_cli.cli import plugins as plugins_cli
+
+    app.add_typer(plugins_cli.app, name="plugins")
     from reeve_cli.cli import telegram as telegram_cli
 
     app.add_typer(telegram_cli.app, name="telegram")
