@@ -307,23 +307,32 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _convert(setting: Setting, raw: Any, origin: str) -> Any:
+    """Read one raw value; `origin` names where it came from, for the error line."""
     if isinstance(raw, list) and setting.name == "telegram_chat_ids":
         raw = ",".join(str(item) for item in raw)
     elif isinstance(raw, bool):
-        raise ConfigError(f"{origin}: {setting.name} cannot be true or false")
+        raise ConfigError(f"{origin}: expected a value, not true or false")
     elif not isinstance(raw, str | int | float):
-        raise ConfigError(
-            f"{origin}: {setting.name} must be a single value, got {raw!r}"
-        )
+        raise ConfigError(f"{origin}: expected a single value, got {raw!r}")
     try:
         return setting.parse(str(raw))
     except ValueError as exc:
-        raise ConfigError(f"{origin}: {setting.name} {exc}") from None
+        raise ConfigError(f"{origin}: {exc}") from None
     except ConfigError:
         raise
     except Exception as exc:  # a parser's own error class, e.g. InvalidTime
         message = getattr(exc, "message", str(exc))
-        raise ConfigError(f"{origin}: {setting.name}: {message}") from None
+        raise ConfigError(f"{origin}: {message}") from None
+
+
+# Settings with a command-line option of their own; the rest use --set KEY=VALUE.
+_OWN_FLAGS = frozenset({"data_dir", "database_url", "timezone"})
+
+
+def _flag_origin(name: str) -> str:
+    if name in _OWN_FLAGS:
+        return "Option --" + name.replace("_", "-")
+    return f"Option --set {name}"
 
 
 def load_settings(
@@ -353,13 +362,14 @@ def load_settings(
     sources: dict[str, str] = {}
     for setting in SETTINGS:
         if setting.name in flags:
-            raw, source, origin = flags[setting.name], "flag", "--" + setting.name
+            raw, source = flags[setting.name], "flag"
+            origin = _flag_origin(setting.name)
         elif environ.get(setting.env, "") != "":
             raw, source = environ[setting.env], "env"
             origin = setting.env
         elif setting.name in file_values:
             raw, source = file_values[setting.name], "file"
-            origin = f"Config file {config_file}"
+            origin = f"Config file {config_file}, key '{setting.name}'"
         else:
             values[setting.name], sources[setting.name] = setting.default, "default"
             continue

@@ -199,7 +199,8 @@ def parse_when(
     Raises:
         InvalidTime: the text cannot be read, or lies in the past.
     """
-    now = now or datetime.now(UTC)
+    # UTC arithmetic: '+1d' is 24 hours even across a DST change.
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     if not text or not text.strip():
         raise InvalidTime(f"No time given; use {ACCEPTED_FORMS}", field=field)
     try:
