@@ -132,6 +132,10 @@ def _register() -> None:
     from reeve_cli.cli import telegram as telegram_cli
 
     app.add_typer(telegram_cli.app, name="telegram")
+    from reeve_cli.cli import mcp as mcp_cli
+
+    app.add_typer(mcp_cli.app, name="mcp")
+    from reeve_cli.cli import dbops, doctor, service  # noqa: F401  (attach commands)
 
 
 _register()
