@@ -135,7 +135,7 @@ def test_not_a_database_gives_a_clear_error(cli, reeve_env):
 
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: Database {db_file(reeve_env)} cannot be read: file is not a database\n"
+        f"Error: Cannot open database {db_file(reeve_env)}: file is not a database\n"
     )
 
 
