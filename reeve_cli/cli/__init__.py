@@ -136,6 +136,9 @@ def _register() -> None:
 
     app.add_typer(mcp_cli.app, name="mcp")
     from reeve_cli.cli import dbops, doctor, service  # noqa: F401  (attach commands)
+    from reeve_cli.cli import api as api_cli
+
+    app.add_typer(api_cli.app, name="api")
 
 
 _register()
