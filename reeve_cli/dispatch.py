@@ -1,0 +1,680 @@
+"""Claim due pulses and run them: lanes, session locks, outcomes, retries.
+
+A pulse runs only after an atomic `pending -> running` claim (one UPDATE ...
+WHERE status = 'pending' RETURNING), in the order priority, scheduled time, id.
+`max_concurrent` normal slots plus one critical lane: a critical pulse starts at
+once even when every normal slot is busy. Two pulses that resume the same
+session never run together; the second waits in `pending`.
+
+Everything here runs on the daemon's event loop; database calls are short and
+synchronous, so a claim and its bookkeeping can never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reeve_cli import store
+from reeve_cli.model import (
+    Attempt,
+    Priority,
+    Pulse,
+    Schedule,
+    db_time,
+    iso_utc,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from reeve_cli.config import Settings
+    from reeve_cli.db import Connection, Database
+    from reeve_cli.executor import AttemptResult, Executor
+
+logger = logging.getLogger(__name__)
+
+# A schedule whose pulses fail this many times in a row is paused (docs/daemon.md).
+SCHEDULE_FAILURE_LIMIT = 5
+# Retry delays grow as retry_backoff * 2**(n-1), plus up to this share of jitter.
+RETRY_JITTER = 0.2
+MAX_RETRY_DELAY_S = 6 * 3600.0
+NORMAL, CRITICAL = "normal", "critical"
+
+
+@dataclass(slots=True)
+class Running:
+    """One attempt in flight."""
+
+    pulse: Pulse
+    attempt_id: int
+    number: int
+    lane: str
+    started: float
+    task: asyncio.Task[None] | None = None
+    pid: int | None = None
+
+
+@dataclass(slots=True)
+class Claimed:
+    pulse: Pulse
+    attempt_id: int
+    number: int
+    lane: str
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    claim_order: list[int] = field(default_factory=list)
+    record_order: bool = False
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def retry_delay(base_s: float, counted_attempts: int) -> float:
+    """Seconds until the next attempt: exponential backoff with added jitter."""
+    nominal = min(MAX_RETRY_DELAY_S, base_s * 2.0 ** max(0, counted_attempts - 1))
+    return float(nominal) + random.uniform(0, RETRY_JITTER * nominal)
+
+
+class Dispatcher:
+    """Claims due pulses into free slots and runs each as an attempt."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        executor_for: Callable[[Pulse], Executor] | None = None,
+        alert: Callable[[str, str], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.slots = int(settings.max_concurrent)
+        self.running: dict[int, Running] = {}
+        self.busy_sessions: dict[str, int] = {}
+        self.stopping = False
+        self.stats = DispatchStats()
+        self._executor_for = executor_for or self._plugin_executor
+        self._alert = alert or (lambda kind, message: None)
+        self._on_change = on_change or (lambda: None)
+        self.logs = settings.logs_path
+        self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _plugin_executor(self, pulse: Pulse) -> Executor:
+        from reeve_cli.plugins import get_executor
+
+        return get_executor(pulse.executor or str(self.settings.executor))
+
+    # Capacity ----------------------------------------------------------------
+
+    def _lanes_free(self) -> tuple[int, bool]:
+        normal = sum(1 for r in self.running.values() if r.lane == NORMAL)
+        critical_busy = any(r.lane == CRITICAL for r in self.running.values())
+        return self.slots - normal, not critical_busy
+
+    # Claiming ----------------------------------------------------------------
+
+    def dispatch(self, now: datetime | None = None) -> int:
+        """Claim as many due pulses as the lanes allow and start them.
+
+        Returns:
+            How many pulses were claimed.
+        """
+        if self.stopping:
+            return 0
+        now = now or utcnow()
+        total = 0
+        while True:
+            normal_free, critical_free = self._lanes_free()
+            if normal_free <= 0 and not critical_free:
+                break
+            claimed = self._claim(now, normal_free, critical_free)
+            if not claimed:
+                break
+            total += len(claimed)
+            for item in claimed:
+                self._start(item, now)
+        return total
+
+    def _candidates(
+        self, conn: Connection, now: datetime, wanted: int, critical_only: bool
+    ) -> list[Any]:
+        """Read due pulses in claim order, one index range per priority."""
+        params: dict[str, Any] = {"now": db_time(now), "limit": wanted}
+        busy = list(self.busy_sessions)
+        session_clause = ""
+        if busy:
+            names = []
+            for index, session in enumerate(busy):
+                params[f"b{index}"] = session
+                names.append(f":b{index}")
+            session_clause = (
+                f" AND (session_id IS NULL OR session_id NOT IN ({', '.join(names)}))"
+            )
+        found: list[Any] = []
+        for priority in Priority:
+            if critical_only and priority is not Priority.CRITICAL:
+                break
+            params["priority"] = priority.rank
+            found.extend(
+                conn.execute(
+                    "SELECT id, priority, session_id FROM pulses "
+                    "WHERE status = 'pending' AND priority = :priority "
+                    "AND scheduled_at <= :now" + session_clause + " "
+                    "ORDER BY scheduled_at, id LIMIT :limit",
+                    params,
+                )
+            )
+            if len(found) >= wanted:
+                break
+        return found
+
+    def _claim(
+        self, now: datetime, normal_free: int, critical_free: bool
+    ) -> list[Claimed]:
+        wanted = max(normal_free, 0) + (1 if critical_free else 0)
+        stamp = db_time(utcnow())
+        with self.db.transaction(write=True) as conn:
+            rows = self._candidates(
+                conn, now, wanted + 8, critical_only=normal_free <= 0
+            )
+            chosen: list[tuple[int, str]] = []
+            sessions: set[str] = set()
+            for row in rows:
+                session = row["session_id"]
+                if session is not None and session in sessions:
+                    continue  # one attempt per session at a time
+                if normal_free > 0:
+                    lane = NORMAL
+                    normal_free -= 1
+                elif critical_free and row["priority"] == Priority.CRITICAL.rank:
+                    lane = CRITICAL
+                    critical_free = False
+                else:
+                    break
+                if session is not None:
+                    sessions.add(session)
+                chosen.append((row["id"], lane))
+                if normal_free <= 0 and not critical_free:
+                    break
+            if not chosen:
+                return []
+
+            lanes = dict(chosen)
+            marks = ", ".join(f":p{i}" for i in range(len(chosen)))
+            params: dict[str, Any] = {f"p{i}": pid for i, (pid, _) in enumerate(chosen)}
+            params["now"] = stamp
+            updated = conn.execute(
+                "UPDATE pulses SET status = 'running', attempt = attempt + 1, "
+                "started_at = :now, finished_at = NULL, updated_at = :now "
+                f"WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
+                params,
+            )
+            pulses = sorted(
+                (Pulse.from_row(row) for row in updated),
+                key=lambda p: (p.priority.rank, p.scheduled_at, p.id),
+            )
+            claimed = []
+            for pulse in pulses:
+                number = _next_number(conn, pulse.id)
+                lateness = (now - pulse.scheduled_at).total_seconds()
+                attempt_rows = conn.execute(
+                    "INSERT INTO attempts (pulse_id, number, status, started_at, "
+                    "lateness_s, daemon_pid) VALUES (:pulse_id, :number, 'running', "
+                    ":now, :late, :daemon_pid) RETURNING id",
+                    {
+                        "pulse_id": pulse.id,
+                        "number": number,
+                        "now": stamp,
+                        "late": max(0.0, lateness),
+                        "daemon_pid": os.getpid(),
+                    },
+                )
+                attempt_id = int(attempt_rows[0]["id"])
+                store.record_event(
+                    conn,
+                    "pulse.running",
+                    pulse=pulse,
+                    data={"attempt": number, "lane": lanes[pulse.id]},
+                )
+                claimed.append(Claimed(pulse, attempt_id, number, lanes[pulse.id]))
+        return claimed
+
+    # Running -----------------------------------------------------------------
+
+    def _start(self, item: Claimed, now: datetime) -> None:
+        pulse = item.pulse
+        late = max(0.0, (now - pulse.scheduled_at).total_seconds())
+        logger.info(
+            "Pulse %d claimed (priority %s, lane %s, attempt %d, late %.3fs)",
+            pulse.id,
+            pulse.priority.value,
+            item.lane,
+            pulse.attempt,
+            late,
+        )
+        self.stats.claimed += 1
+        if self.stats.record_order:
+            self.stats.claim_order.append(pulse.id)
+        entry = Running(
+            pulse, item.attempt_id, item.number, item.lane, time.monotonic()
+        )
+        self.running[pulse.id] = entry
+        if pulse.session_id:
+            self.busy_sessions[pulse.session_id] = pulse.id
+        entry.task = asyncio.get_running_loop().create_task(
+            self._run(entry), name=f"pulse-{pulse.id}"
+        )
+
+    async def _run(self, entry: Running) -> None:
+        from reeve_cli.executor import AttemptRequest, AttemptResult, agent_env
+
+        pulse = entry.pulse
+        try:
+            try:
+                executor = self._executor_for(pulse)
+                from reeve_cli.executor import build_prompt
+
+                request = AttemptRequest(
+                    pulse=pulse,
+                    number=entry.number,
+                    prompt=build_prompt(
+                        pulse, self.settings.zone, pulse.started_at or utcnow()
+                    ),
+                    session_id=pulse.session_id,
+                    desk=self.settings.desk_path,
+                    env=agent_env(self.settings, pulse, entry.attempt_id),
+                    timeout_s=float(self.settings.pulse_timeout),
+                    stall_timeout_s=float(self.settings.stall_timeout) or None,
+                    log_path=self.logs / f"pulse-{pulse.id}-{entry.number}.log",
+                    settings=self.settings,
+                )
+                result = await executor.run(
+                    request, lambda pid: self._on_pid(entry, pid)
+                )
+            except asyncio.CancelledError:
+                self._requeue(entry)
+                raise
+            except Exception as exc:
+                from reeve_cli.errors import ReeveError
+
+                if isinstance(exc, ReeveError):
+                    message, transient = exc.message, False
+                else:
+                    logger.exception("Executor failed on pulse %d", pulse.id)
+                    message, transient = f"Executor error: {exc}", True
+                result = AttemptResult(
+                    ok=False, exit_code=None, error=message, transient=transient
+                )
+            self._finish(entry, result)
+        finally:
+            self.running.pop(pulse.id, None)
+            if (
+                pulse.session_id
+                and self.busy_sessions.get(pulse.session_id) == pulse.id
+            ):
+                del self.busy_sessions[pulse.session_id]
+            if not self.stopping:
+                self._on_change()
+
+    def _on_pid(self, entry: Running, pid: int) -> None:
+        entry.pid = pid
+        with self.db.transaction(write=True) as conn:
+            conn.execute(
+                "UPDATE attempts SET pid = :pid WHERE id = :id",
+                {"pid": pid, "id": entry.attempt_id},
+            )
+
+    # Outcomes ----------------------------------------------------------------
+
+    def _finish(self, entry: Running, result: AttemptResult) -> None:
+        pulse = entry.pulse
+        now = utcnow()
+        took = result.duration_s
+        if took is None:
+            took = time.monotonic() - entry.started
+        late = max(
+            0.0, ((pulse.started_at or now) - pulse.scheduled_at).total_seconds()
+        )
+        status = "completed" if result.ok else "failed"
+        retry_at: datetime | None = None
+        if not result.ok and result.transient and pulse.attempt <= pulse.max_retries:
+            delay = retry_delay(float(self.settings.retry_backoff), pulse.attempt)
+            retry_at = now + timedelta(seconds=delay)
+
+        common = {
+            "id": pulse.id,
+            "now": db_time(now),
+            "exit_code": result.exit_code,
+            "error": result.error,
+            "tail": result.output_tail or None,
+            "session": result.session_id,
+            "text": result.result_text,
+            "cost": result.cost_usd,
+            "took": took,
+            "usage": _json(result.usage) if result.usage else None,
+        }
+        with self.db.transaction(write=True) as conn:
+            conn.execute(
+                "UPDATE attempts SET status = :status, finished_at = :now, "
+                "duration_s = :took, exit_code = :exit_code, error = :error, "
+                "session_id = :session, cost_usd = :cost, usage = :usage "
+                "WHERE id = :attempt_id",
+                dict(common, status=status, attempt_id=entry.attempt_id),
+            )
+            if retry_at is not None:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = 'pending', scheduled_at = :retry_at, "
+                    "updated_at = :now, error = :error, exit_code = :exit_code, "
+                    "output_tail = :tail, result_session_id = :session, "
+                    "result_text = :text, cost_usd = :cost, duration_s = :took, "
+                    "usage = :usage WHERE id = :id RETURNING *",
+                    dict(common, retry_at=db_time(retry_at)),
+                )
+                event = "pulse.retrying"
+            else:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = :status, finished_at = :now, "
+                    "updated_at = :now, error = :error, exit_code = :exit_code, "
+                    "output_tail = :tail, result_session_id = :session, "
+                    "result_text = :text, cost_usd = :cost, duration_s = :took, "
+                    "usage = :usage WHERE id = :id RETURNING *",
+                    dict(common, status=status),
+                )
+                event = f"pulse.{status}"
+            stored = Pulse.from_row(rows[0])
+            store.record_event(
+                conn,
+                event,
+                pulse=stored,
+                data={"attempt": entry.number, "retry_at": iso_utc(retry_at)},
+            )
+            attempt_row = conn.execute(
+                "SELECT * FROM attempts WHERE id = :id", {"id": entry.attempt_id}
+            )[0]
+            paused = None
+            if stored.schedule_name and retry_at is None:
+                paused = self._schedule_outcome(conn, stored, result.ok)
+
+        self._log_outcome(stored, entry, result, took, late, retry_at)
+        if result.ok:
+            self.stats.completed += 1
+        elif retry_at is not None:
+            self.stats.retried += 1
+        else:
+            self.stats.failed += 1
+            self._alert(
+                "pulse_failed",
+                f"Pulse {stored.id} failed after {stored.attempt} attempt(s): "
+                f"{result.error or 'unknown error'}",
+            )
+        if paused is not None:
+            self._alert(
+                "schedule_paused",
+                f"Schedule {paused.name} paused after {paused.failure_streak} "
+                "failed pulses in a row; 'reeve schedule resume "
+                f"{paused.name}' starts it again",
+            )
+        self._hook(stored, Attempt.from_row(attempt_row))
+
+    def _schedule_outcome(
+        self, conn: Connection, pulse: Pulse, ok: bool
+    ) -> Schedule | None:
+        """Track a schedule's failure streak; pause it at the limit."""
+        name = pulse.schedule_name
+        if ok:
+            conn.execute(
+                "UPDATE schedules SET failure_streak = 0 WHERE name = :name "
+                "AND failure_streak != 0",
+                {"name": name},
+            )
+            return None
+        rows = conn.execute(
+            "UPDATE schedules SET failure_streak = failure_streak + 1 "
+            "WHERE name = :name RETURNING *",
+            {"name": name},
+        )
+        if not rows:
+            return None
+        schedule = Schedule.from_row(rows[0])
+        if schedule.failure_streak < SCHEDULE_FAILURE_LIMIT or schedule.paused:
+            return None
+        rows = conn.execute(
+            "UPDATE schedules SET paused = 1, updated_at = :now WHERE name = :name "
+            "RETURNING *",
+            {"name": name, "now": db_time(utcnow())},
+        )
+        schedule = Schedule.from_row(rows[0])
+        store.record_event(
+            conn,
+            "schedule.paused",
+            schedule=schedule,
+            data={"reason": "failures", "failure_streak": schedule.failure_streak},
+        )
+        logger.error(
+            "Schedule %s paused after %d failed pulses in a row",
+            name,
+            schedule.failure_streak,
+        )
+        return schedule
+
+    def _log_outcome(
+        self,
+        pulse: Pulse,
+        entry: Running,
+        result: AttemptResult,
+        took: float,
+        late: float,
+        retry_at: datetime | None,
+    ) -> None:
+        if result.ok:
+            logger.info(
+                "Pulse %d completed (priority %s, attempt %d, late %.3fs, took %.1fs)",
+                pulse.id,
+                pulse.priority.value,
+                entry.number,
+                late,
+                took,
+            )
+        elif retry_at is not None:
+            logger.warning(
+                "Attempt %d of pulse %d failed: %s after %.1fs; retry at %s",
+                entry.number,
+                pulse.id,
+                result.error,
+                took,
+                iso_utc(retry_at),
+            )
+        else:
+            logger.error(
+                "Pulse %d failed (priority %s, attempt %d, late %.3fs, took %.1fs): %s",
+                pulse.id,
+                pulse.priority.value,
+                entry.number,
+                late,
+                took,
+                result.error,
+            )
+
+    def _hook(self, pulse: Pulse, attempt: Attempt) -> None:
+        try:
+            from reeve_cli.plugins import attempt_finished
+        except ImportError:
+            return
+        attempt_finished(pulse, attempt)
+
+    def _requeue(self, entry: Running) -> None:
+        """Put a pulse whose attempt was stopped by shutdown back to pending."""
+        now = db_time(utcnow())
+        with self.db.transaction(write=True) as conn:
+            conn.execute(
+                "UPDATE attempts SET status = 'interrupted', finished_at = :now, "
+                "duration_s = :took, error = :error WHERE id = :id",
+                {
+                    "id": entry.attempt_id,
+                    "now": now,
+                    "took": time.monotonic() - entry.started,
+                    "error": "Daemon stopped during the attempt; not counted",
+                },
+            )
+            rows = conn.execute(
+                "UPDATE pulses SET status = 'pending', attempt = MAX(attempt - 1, 0), "
+                "updated_at = :now WHERE id = :id AND status = 'running' RETURNING *",
+                {"id": entry.pulse.id, "now": now},
+            )
+            if rows:
+                store.record_event(
+                    conn,
+                    "pulse.requeued",
+                    pulse=Pulse.from_row(rows[0]),
+                    data={"attempt": entry.number, "reason": "shutdown"},
+                )
+        logger.warning(
+            "Pulse %d stopped by shutdown and put back to pending (attempt %d)",
+            entry.pulse.id,
+            entry.number,
+        )
+
+    # Shutdown ----------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, give running attempts `grace` seconds, then cancel them."""
+        self.stopping = True
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        if not tasks:
+            return
+        logger.info("Waiting up to %.0fs for %d running attempt(s)", grace, len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _next_number(conn: Connection, pulse_id: int) -> int:
+    rows = conn.execute(
+        "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM attempts WHERE pulse_id = :id",
+        {"id": pulse_id},
+    )
+    return int(rows[0]["n"])
+
+
+# Crash recovery -------------------------------------------------------------
+
+
+def _environ_has(pid: int, marker: bytes) -> bool:
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return marker in data.split(b"\0")
+
+
+def kill_orphan(pid: int, attempt_id: int) -> bool:
+    """Kill the process group of an agent a dead daemon left behind.
+
+    Only a process whose environment carries our REEVE_ATTEMPT_ID is touched, so
+    a recycled pid is never killed by mistake.
+    """
+    if not _environ_has(pid, f"REEVE_ATTEMPT_ID={attempt_id}".encode()):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        pgid = os.getpgid(pid)
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def recover(settings: Settings, db: Database) -> list[Pulse]:
+    """Settle pulses a dead daemon left `running`: retry or fail by policy.
+
+    Call only while holding the daemon lock: then no live daemon owns them.
+    """
+    with db.transaction() as conn:
+        rows = conn.execute("SELECT * FROM pulses WHERE status = 'running'")
+        stranded = [Pulse.from_row(row) for row in rows]
+        attempts = {
+            row["pulse_id"]: (row["id"], row["pid"])
+            for row in conn.execute(
+                "SELECT id, pulse_id, pid FROM attempts WHERE status = 'running'"
+            )
+        }
+    recovered: list[Pulse] = []
+    for pulse in stranded:
+        attempt_id, pid = attempts.get(pulse.id, (None, None))
+        if attempt_id is not None and pid:
+            if kill_orphan(int(pid), int(attempt_id)):
+                logger.warning(
+                    "Pulse %d: killed agent process %d left by the dead daemon",
+                    pulse.id,
+                    pid,
+                )
+        retry = settings.recovery == "retry" and pulse.attempt <= pulse.max_retries
+        now = db_time(utcnow())
+        error = "The daemon stopped while the attempt ran (crash or power loss)"
+        with db.transaction(write=True) as conn:
+            conn.execute(
+                "UPDATE attempts SET status = 'lost', finished_at = :now, "
+                "error = :error WHERE pulse_id = :id AND status = 'running'",
+                {"id": pulse.id, "now": now, "error": error},
+            )
+            if retry:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = 'pending', scheduled_at = :now, "
+                    "updated_at = :now, error = :error WHERE id = :id RETURNING *",
+                    {"id": pulse.id, "now": now, "error": error},
+                )
+                event = "pulse.retrying"
+            else:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = 'failed', finished_at = :now, "
+                    "updated_at = :now, error = :error WHERE id = :id RETURNING *",
+                    {"id": pulse.id, "now": now, "error": error},
+                )
+                event = "pulse.failed"
+            stored = Pulse.from_row(rows[0])
+            store.record_event(conn, event, pulse=stored, data={"reason": "recovery"})
+        logger.warning(
+            "Pulse %d was left running by a dead daemon: %s (attempt %d)",
+            pulse.id,
+            "retrying now" if retry else "failed",
+            pulse.attempt,
+        )
+        recovered.append(stored)
+    return recovered
