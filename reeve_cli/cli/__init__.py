@@ -136,6 +136,12 @@ def _register() -> None:
 
     app.add_typer(mcp_cli.app, name="mcp")
     from reeve_cli.cli import dbops, doctor, service  # noqa: F401  (attach commands)
+    from reeve_cli.cli import daemon as daemon_cli
+    from reeve_cli.cli import schedule as schedule_cli
+
+    app.command("daemon")(daemon_cli.daemon)
+    app.command("status")(daemon_cli.status)
+    app.add_typer(schedule_cli.app, name="schedule")
     from reeve_cli.cli import api as api_cli
 
     app.add_typer(api_cli.app, name="api")
