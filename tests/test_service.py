@@ -1,0 +1,93 @@
+"""`reeve install-service`: dry runs, user installs, the printed commands."""
+
+from __future__ import annotations
+
+import getpass
+import stat
+
+from tests.conftest import reeve_bin
+
+UNITS = [
+    "reeve-alert@.service",
+    "reeve-backup.service",
+    "reeve-backup.timer",
+    "reeve-daemon.service",
+    "reeve-telegram.service",
+]
+
+
+def test_dry_run_prints_units_and_commands_and_writes_nothing(cli, tmp_path):
+    unit_dir = tmp_path / "units"
+
+    result = cli("install-service", "--dry-run", "--unit-dir", str(unit_dir))
+
+    assert result.exit_code == 0
+    headers = [line for line in result.stdout.splitlines() if line.startswith("# /")]
+    assert sorted(h.rsplit("/", 1)[1] for h in headers) == UNITS
+    assert f"ExecStart={reeve_bin()} daemon" in result.stdout
+    assert result.stdout.endswith(
+        "# Then run:\n"
+        "systemctl --user daemon-reload\n"
+        "systemctl --user enable --now reeve-daemon.service reeve-backup.timer\n"
+        f"loginctl enable-linger {getpass.getuser()}\n"
+    )
+    assert not unit_dir.exists()
+    assert not (tmp_path / "env").exists()
+
+
+def test_system_dry_run_uses_system_paths(cli):
+    result = cli("install-service", "--system", "--dry-run", "--run-as", "alice")
+
+    assert result.exit_code == 0
+    assert "# /etc/systemd/system/reeve-daemon.service\n" in result.stdout
+    assert result.stdout.endswith(
+        "systemctl daemon-reload\n"
+        "systemctl enable --now reeve-daemon.service reeve-backup.timer\n"
+    )
+
+
+def test_telegram_unit_is_enabled_when_a_token_is_set(cli, monkeypatch):
+    monkeypatch.setenv("REEVE_TELEGRAM_TOKEN", "123456:" + "A" * 35)
+
+    result = cli("install-service", "--dry-run")
+
+    assert (
+        "systemctl --user enable --now reeve-daemon.service reeve-backup.timer "
+        "reeve-telegram.service\n"
+    ) in result.stdout
+    assert "A" * 35 not in result.stdout
+
+
+def test_user_install_writes_into_xdg_config_home(run_reeve, tmp_path, reeve_env):
+    home = tmp_path / "home"
+    config_home = tmp_path / "xdg-config"
+    home.mkdir()
+
+    done = run_reeve(
+        "install-service",
+        "--user",
+        env={"HOME": str(home), "XDG_CONFIG_HOME": str(config_home)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    unit_dir = config_home / "systemd" / "user"
+    assert sorted(p.name for p in unit_dir.iterdir()) == UNITS
+    assert done.stdout.startswith("systemctl --user daemon-reload\n")
+    assert f"Wrote {unit_dir / 'reeve-daemon.service'}\n" in done.stderr
+    daemon = (unit_dir / "reeve-daemon.service").read_text()
+    assert f"ReadWritePaths={reeve_env} " in daemon
+    assert f"-{home / '.claude'} " in daemon
+    assert stat.S_IMODE(reeve_env.stat().st_mode) == 0o700
+
+
+def test_install_creates_a_private_env_file_and_keeps_an_existing_one(cli, tmp_path):
+    env_file = tmp_path / "env"  # next to REEVE_CONFIG
+
+    first = cli("install-service", "--unit-dir", str(tmp_path / "u"))
+    created_mode = stat.S_IMODE(env_file.stat().st_mode)
+    env_file.write_text("REEVE_TELEGRAM_TOKEN=keep-me\n")
+    second = cli("install-service", "--unit-dir", str(tmp_path / "u"))
+
+    assert first.exit_code == second.exit_code == 0
+    assert created_mode == 0o600
+    assert env_file.read_text() == "REEVE_TELEGRAM_TOKEN=keep-me\n"
