@@ -34,6 +34,8 @@ KILL_GRACE_S = 5.0
 # Seconds to wait for the output pipes to close after the agent itself exited;
 # a descendant still holding them open is then killed with the group.
 DRAIN_GRACE_S = 2.0
+# Seconds between checks whether the agent exited while its pipes stay open.
+EXIT_POLL_S = 0.1
 # Variables an agent never needs and must not inherit from the daemon.
 SCRUBBED_ENV = ("REEVE_API_TOKEN", "REEVE_TELEGRAM_TOKEN")
 
@@ -385,7 +387,9 @@ async def _watch(
     deadline = time.monotonic() + timeout_s
     timed_out = stalled = False
     try:
-        while not exited.done():
+        # process.wait() also waits for the pipes to close, which a descendant
+        # can hold open; returncode tells when the agent itself has exited.
+        while not exited.done() and process.returncode is None:
             now = time.monotonic()
             wait = deadline - now
             if stall_timeout_s:
@@ -394,7 +398,7 @@ async def _watch(
                 timed_out = now >= deadline
                 stalled = not timed_out
                 break
-            await asyncio.wait([exited], timeout=wait)
+            await asyncio.wait([exited], timeout=min(wait, EXIT_POLL_S))
         if timed_out or stalled:
             await terminate_group(process, kill_grace_s)
         else:
