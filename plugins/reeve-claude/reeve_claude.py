@@ -115,6 +115,15 @@ def _first_line(text: str | None) -> str:
     return line
 
 
+def _last_plain_line(tail: str) -> str:
+    """Return the last output line that is not a stream-json event (often stderr)."""
+    for line in reversed(tail.splitlines()):
+        line = line.strip()
+        if line and not line.startswith("{"):
+            return _first_line(line)
+    return ""
+
+
 class ClaudeCodeExecutor:
     """Run Claude Code headless (`-p`, stream-json) and read its result."""
 
@@ -192,7 +201,7 @@ class ClaudeCodeExecutor:
             detail = _first_line(state.result_text) or "no details"
             return f"Agent reported an error ({state.subtype or 'error'}): {detail}"
         reason = stop_reason(outcome, request.timeout_s, request.stall_timeout_s)
-        last = _first_line("\n".join(outcome.output_tail.splitlines()[-1:]))
+        last = _last_plain_line(outcome.output_tail)
         return f"{reason}: {last}" if last else reason
 
 
