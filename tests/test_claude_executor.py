@@ -214,14 +214,18 @@ def test_agent_command_is_shell_split(tmp_path, monkeypatch):
 def test_stream_state_ignores_noise_and_keeps_latest_session():
     state = StreamState()
 
-    for line in [
-        b"not json",
-        b"[1, 2]",
-        b'{"type": "system", "subtype": "init", "session_id": "one"}',
-        b'{"type": "assistant", "message": {"content": [{"type": "text", "text": "hi"}]}}',
-        b'{"type": "result", "subtype": "success", "is_error": false, '
-        b'"session_id": "two", "cost_usd": 0.5, "result": "ok"}',
-    ]:
+    events = [
+        {"type": "system", "subtype": "init", "session_id": "one"},
+        {"type": "assistant", "message": {"content": [{"type": "text", "text": "hi"}]}},
+        {
+            "type": "result",
+            "is_error": False,
+            "session_id": "two",
+            "cost_usd": 0.5,
+            "result": "ok",
+        },
+    ]
+    for line in [b"not json", b"[1, 2]", *(json.dumps(e).encode() for e in events)]:
         state.feed(line)
 
     assert state.session_id == "two"
