@@ -150,20 +150,22 @@ def _prune_logs(
     candidates.update(
         p for p in logs.rglob("*") if p.is_file() and p.stat().st_mtime < edge
     )
+    emptied: set[Path] = set()
     for path in sorted(candidates - in_use):
         try:
             size = path.stat().st_size
             if not result.dry_run:
                 path.unlink()
+                emptied.add(path.parent)
         except FileNotFoundError:
             continue
         result.log_files += 1
         result.log_bytes += size
 
-    if not result.dry_run:
-        # Empty per-pulse directories left behind, deepest first.
-        for directory in sorted(
-            (p for p in logs.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
-        ):
-            if not any(directory.iterdir()) and directory.stat().st_mtime < edge:
+    # Directories this prune emptied, deepest first; never the logs dir itself.
+    for directory in sorted(emptied, key=lambda p: -len(p.parts)):
+        if directory != logs and _inside(directory, logs):
+            try:
                 directory.rmdir()
+            except OSError:  # not empty: a live attempt's, or another file
+                continue
