@@ -160,7 +160,7 @@ def collect_metrics(db: Database) -> str:
         "reeve_attempt_failures_total", "counter", "Attempts that did not succeed."
     )
     failed_attempts = sum(
-        row["n"] for row in attempts if row["status"] in ("failed", "error", "timeout")
+        row["n"] for row in attempts if row["status"] in ("failed", "lost")
     )
     out.sample("reeve_attempt_failures_total", failed_attempts)
     out.family(
