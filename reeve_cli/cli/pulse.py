@@ -118,7 +118,8 @@ def _table(pulses: list[Any], empty: str) -> None:
 
 def _read_prompt(prompt: str) -> str:
     if prompt == "-":
-        return sys.stdin.read()
+        # `echo text | reeve pulse add -` should not store echo's newline.
+        return sys.stdin.read().rstrip("\r\n")
     return prompt
 
 
