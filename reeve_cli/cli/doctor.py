@@ -50,8 +50,9 @@ def doctor(
             line = Text(f"{mark} ", style=colour)
             line.append(f"{check.name:<{width}}  ", style="bold")
             line.append(check.detail)
-            out.print(line)
+            out.print(line, soft_wrap=True)
             if check.fix:
-                out.print(Text(f"  {'':<{width}}  fix: {check.fix}", style=colour))
+                fix = Text(f"  {'':<{width}}  fix: {check.fix}", style=colour)
+                out.print(fix, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
