@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "reeve"
 BUILTIN_NAME = "reeve"
-# Built-in modules that may implement hooks. A module that does not exist (yet)
-# is skipped, so a part of Reeve can add its plugin by creating the module.
-BUILTIN_MODULES = ("reeve_cli.notify",)
+# Modules of reeve_cli that implement hooks, registered as built-in plugins. A
+# listed module that does not exist is skipped. First-party plugins with extra
+# dependencies live in plugins/ as packages instead (reeve-claude, reeve-telegram).
+BUILTIN_MODULES: tuple[str, ...] = ()
 
 hookimpl = pluggy.HookimplMarker("reeve")
 
