@@ -143,17 +143,20 @@ def test_missing_desk_fails(cli, healthy, tmp_path, monkeypatch):
     assert states["desk"]["fix"].startswith(f"mkdir -p {tmp_path / 'gone'}")
 
 
-def test_damaged_database_fails(cli, healthy, settings):
-    db_file = settings.data_path / "reeve.db"
-    for suffix in ("-wal", "-shm"):
-        db_file.with_name("reeve.db" + suffix).unlink(missing_ok=True)
-    db_file.write_bytes(b"garbage" * 1000)
+def test_damaged_database_fails(cli, healthy, tmp_path, monkeypatch):
+    bad = tmp_path / "damaged.db"
+    bad.write_bytes(b"garbage" * 1000)
+    monkeypatch.setenv("REEVE_DATABASE_URL", f"sqlite:///{bad}")
 
     result, _, states = doctor_json(cli)
 
     assert result.exit_code == 1
-    assert states["database"]["state"] == "fail"
-    assert states["database"]["fix"] == "restore a backup: reeve db restore <backup>"
+    assert states["database"] == {
+        "name": "database",
+        "state": "fail",
+        "detail": f"{bad} cannot be read: file is not a database",
+        "fix": "restore a backup: reeve db restore <backup>",
+    }
 
 
 def test_bad_config_file_fails_first(cli, healthy, tmp_path):
