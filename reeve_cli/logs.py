@@ -64,6 +64,17 @@ def under_journal() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM"))
 
 
+def environment_secrets() -> list[str]:
+    """Return secret settings given in the environment (REEVE_API_TOKEN, ...).
+
+    Entry points call `setup_logging` before the config file is read; these are
+    redacted from the first record on, the config file's via `add_secrets`.
+    """
+    from reeve_cli.config import SETTINGS
+
+    return [os.environ.get(s.env, "") for s in SETTINGS if s.secret]
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Send log records to stderr, formatted for journald or a terminal."""
     handler = logging.StreamHandler(sys.stderr)
@@ -75,7 +86,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
                 "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
             )
         )
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter([*secrets, *environment_secrets()]))
 
     root = logging.getLogger()
     root.handlers[:] = [handler]
