@@ -269,6 +269,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+async def _wait_exit(process: asyncio.subprocess.Process, timeout_s: float) -> bool:
+    # Not process.wait(): it also waits for the pipes to close, and a descendant
+    # that left the process group can hold them open indefinitely.
+    deadline = time.monotonic() + timeout_s
+    while process.returncode is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(EXIT_POLL_S / 2)
+    return True
+
+
 async def terminate_group(
     process: asyncio.subprocess.Process, grace_s: float = KILL_GRACE_S
 ) -> None:
@@ -280,14 +291,10 @@ async def terminate_group(
     pgid = process.pid
     _signal_group(pgid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), grace_s)
-    except TimeoutError:
-        pass
-    except asyncio.CancelledError:
+        await _wait_exit(process, grace_s)
+    finally:
         _signal_group(pgid, signal.SIGKILL)
-        raise
-    _signal_group(pgid, signal.SIGKILL)
-    await process.wait()
+    await _wait_exit(process, KILL_GRACE_S)
 
 
 async def run_process(
@@ -326,6 +333,7 @@ async def run_process(
             "REEVE_DESK"
         )
     started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         try:
             process = await asyncio.create_subprocess_exec(

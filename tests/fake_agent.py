@@ -12,6 +12,8 @@ the prompt change what it does:
     [exit N]       print init, then exit with status N and no result
     [hang]         print nothing at all and sleep forever
     [children]     start a child process (same process group) that sleeps
+    [escape]       start a child in a new session (outside the process group)
+                   that sleeps holding stdout open
     [stderr TEXT]  write TEXT to stderr
     [spam N]       print N KiB of filler lines before the result
     [new-session]  when resuming, report a new session id in the result
@@ -86,6 +88,15 @@ def main():
         )
         child_pid = child.pid
 
+    escape_pid = None
+    if directive(prompt, "escape") is not None:
+        escaped = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(1000)"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        escape_pid = escaped.pid
+
     log_path = os.environ.get("FAKE_AGENT_LOG")
     if log_path:
         record = {
@@ -99,6 +110,7 @@ def main():
             "env": {k: v for k, v in os.environ.items() if k.startswith("REEVE_")},
             "REEVE_PULSE_ID": os.environ.get("REEVE_PULSE_ID"),
             "child_pid": child_pid,
+            "escape_pid": escape_pid,
             "started_at": started,
         }
         with open(log_path, "a", encoding="utf-8") as handle:

@@ -119,6 +119,18 @@ async def test_cancellation_kills_group_and_reraises(tmp_path, agent_log):
     assert is_gone(run["child_pid"])
 
 
+async def test_escaped_descendant_holding_output_does_not_block(tmp_path, agent_log):
+    """A descendant in its own session survives (see limitations.md) but the
+    attempt still ends."""
+    outcome = await run_fake(tmp_path, "[escape] [hang]", timeout_s=0.5)
+
+    [run] = read_runs(agent_log)
+    assert outcome.timed_out is True
+    assert is_gone(run["pid"])
+    assert not is_gone(run["escape_pid"], timeout=0)
+    kill_quietly(run["escape_pid"], run["escape_pid"])
+
+
 async def test_child_left_behind_by_finished_agent_is_killed(tmp_path, agent_log):
     outcome = await run_fake(tmp_path, "[children] done")
 
@@ -327,3 +339,5 @@ def _no_stray_children(agent_log):
         for pid in (run["pid"], run["child_pid"]):
             if pid:
                 kill_quietly(pid, run["pgid"])
+        if run.get("escape_pid"):
+            kill_quietly(run["escape_pid"], run["escape_pid"])
