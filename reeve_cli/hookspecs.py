@@ -42,6 +42,7 @@ def on_attempt_finished(pulse: Pulse, attempt: Attempt) -> None:
     """React to the end of an attempt, whatever its outcome.
 
     Called by the daemon after the attempt's row is final: `attempt.status` says
-    how it ended and `pulse` is the pulse as stored afterwards. Runs in a worker
-    thread, so it may block briefly; an exception is logged and ignored.
+    how it ended and `pulse` is the pulse as stored afterwards. Called in the
+    daemon's event loop: return quickly and hand slow work (network calls) to a
+    thread of your own. An exception is logged and ignored.
     """

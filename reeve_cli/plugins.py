@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,18 +166,20 @@ class Registry:
         return found
 
     def executors(self) -> dict[str, Executor]:
-        if self._executors is None:
-            for info in self.infos.values():
-                info.executors.clear()
-            self._executors = self._collect("register_executors", "executor")
-        return self._executors
+        with _lock:
+            if self._executors is None:
+                for info in self.infos.values():
+                    info.executors.clear()
+                self._executors = self._collect("register_executors", "executor")
+            return self._executors
 
     def notifiers(self) -> dict[str, Notifier]:
-        if self._notifiers is None:
-            for info in self.infos.values():
-                info.notifiers.clear()
-            self._notifiers = self._collect("register_notifiers", "notifier")
-        return self._notifiers
+        with _lock:
+            if self._notifiers is None:
+                for info in self.infos.values():
+                    info.notifiers.clear()
+                self._notifiers = self._collect("register_notifiers", "notifier")
+            return self._notifiers
 
 
 def new_registry(load_entry_points: bool = True) -> Registry:
@@ -213,17 +216,20 @@ def new_registry(load_entry_points: bool = True) -> Registry:
 
 
 _registry: Registry | None = None
+# The daemon asks for notifiers from worker threads; load plugins only once.
+_lock = threading.RLock()
 
 
 def registry(load_entry_points: bool = True) -> Registry:
     """Return the process-wide registry, loading entry points on first need."""
     global _registry
-    if _registry is None:
-        _registry = new_registry(load_entry_points)
-    elif load_entry_points and not _registry.entry_points_loaded:
-        _registry.load_entry_points()
-        _registry._executors = _registry._notifiers = None
-    return _registry
+    with _lock:
+        if _registry is None:
+            _registry = new_registry(load_entry_points)
+        elif load_entry_points and not _registry.entry_points_loaded:
+            _registry.load_entry_points()
+            _registry._executors = _registry._notifiers = None
+        return _registry
 
 
 def reset() -> None:
