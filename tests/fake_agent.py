@@ -106,6 +106,7 @@ def main():
             "pgid": os.getpgid(0),
             "prompt": prompt,
             "prompt_source": source,
+            "stdin": prompt if source == "stdin" else None,
             "resume": resume,
             "env": {k: v for k, v in os.environ.items() if k.startswith("REEVE_")},
             "REEVE_PULSE_ID": os.environ.get("REEVE_PULSE_ID"),
