@@ -73,7 +73,7 @@ class Backoff:
     failures: int = 0
 
     def next_delay(self) -> float:
-        delay = min(self.base * 2**self.failures, self.cap)
+        delay = min(self.base * float(2**self.failures), self.cap)
         self.failures += 1
         return delay
 
@@ -193,7 +193,7 @@ class Bridge:
         self, exc: BotApiError, method: str, update_id: int | None = None
     ) -> None:
         if exc.kind == "conflict":
-            raise BotConflict(str(exc)) from None
+            raise BotConflict(exc.description) from None
         if exc.kind == "unauthorized":
             raise BotUnauthorized() from None
         if exc.kind == "rate_limited":

@@ -47,8 +47,10 @@ class BotApiError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        description: str = "",
     ) -> None:
         super().__init__(message)
+        self.description = description or message
         self.kind = kind
         self.status = status
         self.retry_after = retry_after
@@ -64,9 +66,9 @@ class BotConflict(ReeveError):
     exit_code = 4
     code = "telegram_conflict"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, description: str) -> None:
         super().__init__(
-            f"Telegram refused getUpdates with 409 Conflict ({detail}): another "
+            f"Telegram refused getUpdates with 409 Conflict ({description}): another "
             "program is polling this bot, or a webhook is set. Stop the other "
             "poller (or delete the webhook) and start 'reeve telegram' again"
         )
@@ -200,8 +202,9 @@ class BotApi:
         import requests
         from telebot import apihelper
 
-        apihelper.API_URL = f"{self.base_url}/bot{{0}}/{{1}}"
-        apihelper.CUSTOM_REQUEST_SENDER = _send_form
+        # telebot declares both globals as None; they accept a format / callable.
+        apihelper.API_URL = f"{self.base_url}/bot{{0}}/{{1}}"  # type: ignore[assignment]
+        apihelper.CUSTOM_REQUEST_SENDER = _send_form  # type: ignore[assignment]
         _local.session = self._session
         try:
             try:
@@ -229,7 +232,12 @@ class BotApi:
     def _api_error(self, status: int | None, description: str, exc: Any) -> Exception:
         description = redact(str(description), self.token)
         if status == 409:
-            return BotApiError("conflict", f"409 Conflict: {description}", status=409)
+            return BotApiError(
+                "conflict",
+                f"409 Conflict: {description}",
+                status=409,
+                description=description,
+            )
         if status == 401:
             return BotApiError("unauthorized", "401 Unauthorized", status=401)
         if status == 429:
