@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -248,57 +246,28 @@ def test_watchdog_interval(monkeypatch, usec, pid, expected):
 
 
 def _daemon_available():
-    import typer.main
-
-    from reeve_cli.cli import app
-
-    return "daemon" in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    return (ROOT / "tests" / "daemon_helpers.py").exists()
 
 
 @pytest.mark.skipif(not _daemon_available(), reason="reeve daemon not built yet")
-def test_real_daemon_speaks_sd_notify(notify_socket, tmp_path):
+def test_real_daemon_speaks_sd_notify(notify_socket):
     """A real `reeve daemon` says READY, STATUS, WATCHDOG and, on SIGTERM, STOPPING."""
-    env = {
-        **os.environ,
-        "WATCHDOG_USEC": "1000000",  # ping every 0.5 s
-        "REEVE_API_PORT": "0",
-        "REEVE_EXECUTOR": "command",
-        "REEVE_AGENT_COMMAND": f"{sys.executable} -c pass",
-    }
-    env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen(
-        [reeve_bin(), "daemon"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    from tests.daemon_helpers import start_daemon
+
+    daemon = start_daemon({"WATCHDOG_USEC": "1000000"})  # a ping every 0.5 s
     messages = []
     try:
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            try:
-                messages.append(notify_socket.recv(4096).decode())
-            except TimeoutError:
-                break
-            if sum("WATCHDOG=1" in m for m in messages) >= 2:
-                break
-        proc.send_signal(signal.SIGTERM)
-        while time.monotonic() < deadline + 30:
-            message = notify_socket.recv(4096).decode()
-            messages.append(message)
-            if "STOPPING=1" in message:
-                break
-        code = proc.wait(timeout=60)
+        while sum(m == "WATCHDOG=1" for m in messages) < 2:
+            messages.append(notify_socket.recv(4096).decode())
+        code = daemon.stop()
+        while "STOPPING=1" not in messages[-1]:
+            messages.append(notify_socket.recv(4096).decode())
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        daemon.kill()
 
     states = [line for m in messages for line in m.split("\n")]
     assert "READY=1" in states
     assert any(s.startswith("STATUS=") for s in states)
-    assert states.count("WATCHDOG=1") >= 2
+    assert states.index("READY=1") < states.index("WATCHDOG=1")
     assert "STOPPING=1" in states
-    assert states.index("READY=1") < states.index("STOPPING=1")
-    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    assert code == 0, daemon.log()
