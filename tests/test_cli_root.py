@@ -1,0 +1,77 @@
+"""The root `reeve` command: deferred sub-apps behave like Typer's eager tree."""
+
+import typer.main
+from typer._click import Context
+
+from reeve_cli.cli import app, build_command
+
+
+def eager_tree():
+    return typer.main.get_command(app)
+
+
+def test_deferred_root_lists_the_same_commands_in_the_same_order():
+    eager = eager_tree()
+    lazy = build_command()
+
+    assert list(lazy.commands) == list(eager.commands)
+
+
+def test_every_deferred_group_builds_the_same_commands_and_params():
+    eager = eager_tree()
+    lazy = build_command()
+    ctx = Context(lazy)
+
+    for name, command in eager.commands.items():
+        built = lazy.get_command(ctx, name)
+        assert type(built) is type(command), name
+        assert built.get_short_help_str() == command.get_short_help_str()
+        assert [p.name for p in built.params] == [p.name for p in command.params]
+        sub_commands = getattr(command, "commands", {})
+        assert list(getattr(built, "commands", {})) == list(sub_commands), name
+        for sub_name, sub in sub_commands.items():
+            assert [p.opts for p in built.commands[sub_name].params] == [
+                p.opts for p in sub.params
+            ]
+
+
+def test_building_is_deferred_until_a_group_is_used():
+    lazy = build_command()
+    ctx = Context(lazy)
+
+    assert type(lazy.commands["pulse"]).__name__ == "_Deferred"
+    lazy.get_command(ctx, "pulse")
+    assert type(lazy.commands["pulse"]).__name__ == "TyperGroup"
+    assert type(lazy.commands["config"]).__name__ == "_Deferred"
+
+
+def test_entry_point_help_lists_every_command(run_reeve):
+    result = run_reeve("--help")
+
+    assert result.returncode == 0
+    listed = result.stdout.split("Commands:", 1)[1]
+    for name, command in eager_tree().commands.items():
+        if not command.hidden:
+            assert f"\n  {name} " in listed
+
+
+def test_entry_point_completes_group_names(run_reeve):
+    env = {
+        "_REEVE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "reeve pu",
+        "COMP_CWORD": "1",
+    }
+
+    result = run_reeve(env=env)
+
+    assert result.returncode == 0
+    assert result.stdout.split() == ["pulse"]
+
+
+def test_entry_point_suggests_a_misspelled_group(run_reeve):
+    result = run_reeve("puls")
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: No such command 'puls'. Did you mean 'pulse'?"
+    )
