@@ -49,9 +49,9 @@ Commands:
 /help - this text"""
 
 ANSWER_HINT = (
-    "To answer, call the MCP tool send_notification (message, priority); it "
-    "posts to this Telegram chat. Use priority high for an answer the person "
-    "should hear at once; other priorities arrive silently."
+    "To answer, call the MCP tool send_notification (message, priority): Reeve "
+    "posts it to the Telegram chats it serves, this one included. Priority "
+    "critical or high makes the phone sound; the others arrive silently."
 )
 
 
