@@ -1,0 +1,1 @@
+complete --command reeve --no-files --arguments "(env _REEVE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) reeve)" --condition "env _REEVE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) reeve"
