@@ -48,7 +48,10 @@ def telegram_run(
     poll_timeout: Annotated[
         float,
         typer.Option(
-            "--poll-timeout", help="Seconds one getUpdates call waits for news."
+            "--poll-timeout",
+            min=1.0,
+            max=50.0,
+            help="Seconds one getUpdates call waits for news.",
         ),
     ] = 25.0,
 ) -> None:
