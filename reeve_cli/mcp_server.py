@@ -15,7 +15,6 @@ This module imports the MCP SDK (about a second) and is imported only by
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from reeve_cli.timefmt import (
     ACCEPTED_FORMS,
     DURATION_FORMS,
     PAST_TOLERANCE,
+    format_duration,
     format_local,
     parse_when,
     relative_hint,
@@ -245,7 +245,9 @@ def describe_attempt(attempt: Attempt) -> str:
 
 def describe_schedule(schedule: Schedule) -> str:
     rule = (
-        f"cron '{schedule.cron}'" if schedule.cron else f"every {schedule.every_s:g}s"
+        f"cron '{schedule.cron}'"
+        if schedule.cron
+        else f"every {format_duration(schedule.every_s or 0)}"
     )
     state = "paused" if schedule.paused else "active"
     return (
@@ -567,12 +569,12 @@ def build_server(backend: Backend) -> MCPServer:
             if not schedules:
                 lines.append("No schedules.")
             for schedule in schedules:
-                upcoming = next_fire(schedule, now)
+                upcoming = next_fires(schedule, now)
                 line = "- " + describe_schedule(schedule)
-                if upcoming is not None and not schedule.paused:
-                    line += f" (next {show_time(upcoming, settings, now)})"
+                if upcoming:
+                    line += f" (next {show_time(upcoming[0], settings, now)})"
                 lines.append(line)
-                data.append(dict(schedule.to_dict(), next_fire_at=iso_utc(upcoming)))
+                data.append(schedule_data(schedule, upcoming))
             return result(backend, "\n".join(lines), {"schedules": data})
 
     @server.tool(annotations=writes)
@@ -614,10 +616,11 @@ def build_server(backend: Backend) -> MCPServer:
         cron rule or at a fixed interval: a heartbeat such as a morning brief
         ('0 7 * * *') or a check every 2h (every='2h')."""
         with reported(backend, "create_schedule"):
-            schedules = schedule_module()
+            from reeve_cli import schedule as schedule_rules
+
             settings = backend.settings()
             now = utcnow()
-            created = schedules.create_schedule(
+            created = schedule_rules.create_schedule(
                 settings,
                 backend.db(),
                 name=name,
@@ -627,28 +630,23 @@ def build_server(backend: Backend) -> MCPServer:
                 tz=tz,
                 priority=priority,
             )
-            upcoming = next_fire(created, now)
+            upcoming = next_fires(created, now)
             text = f"Created schedule {describe_schedule(created)}."
-            if upcoming is not None:
-                text += f" It fires next {show_time(upcoming, settings, now)}."
-            text += "\n" + show_now(settings, now)
-            return result(
-                backend,
-                text,
-                dict(created.to_dict(), next_fire_at=iso_utc(upcoming)),
-            )
+            text += next_text(upcoming, settings, now) + "\n" + show_now(settings, now)
+            return result(backend, text, schedule_data(created, upcoming))
 
     def set_paused(name: str, paused: bool, tool: str) -> CallToolResult:
         with reported(backend, tool):
             settings = backend.settings()
             now = utcnow()
-            changed = store.update_schedule(backend.db(), name, paused=paused)
-            upcoming = None if paused else next_fire(changed, now)
+            changes: dict[str, Any] = {"paused": paused}
+            if not paused:
+                changes["failure_streak"] = 0  # as `reeve schedule resume` does
+            changed = store.update_schedule(backend.db(), name, **changes)
+            upcoming = next_fires(changed, now)
             text = f"Schedule {describe_schedule(changed)}."
-            if upcoming is not None:
-                text += f" It fires next {show_time(upcoming, settings, now)}."
-            data = dict(changed.to_dict(), next_fire_at=iso_utc(upcoming))
-            return result(backend, text, data)
+            text += next_text(upcoming, settings, now)
+            return result(backend, text, schedule_data(changed, upcoming))
 
     @server.tool(annotations=writes)
     def pause_schedule(
@@ -686,9 +684,9 @@ def build_server(backend: Backend) -> MCPServer:
             if not message.strip():
                 raise InvalidValue("The message is empty; say what to tell the user")
             from reeve_cli.model import Priority
+            from reeve_cli.notify import notify
 
             chosen = Priority.parse(priority)
-            notify = notify_function()
             row = notify(settings, backend.db(), message, chosen)
             status = str(row.get("status", "sent"))
             if status != "sent":
@@ -764,41 +762,29 @@ def current_result(
     return "\n".join(lines), data
 
 
-def next_fire(schedule: Schedule, now: datetime) -> datetime | None:
-    """When a schedule fires next, or None when that cannot be told."""
+def next_fires(schedule: Schedule, now: datetime, n: int = 3) -> list[datetime]:
+    """When a schedule fires next (none while paused, or for a broken rule)."""
+    # Imported here: reeve_cli.schedule loads APScheduler (~0.2 s of start-up).
+    from reeve_cli.schedule import next_fire_times
+
+    if schedule.paused:
+        return []
     try:
-        times = schedule_module().next_fire_times(schedule, 1, now)
+        return next_fire_times(schedule, n, now)
     except Exception:  # a rule the daemon would refuse too; listing must not fail
         logger.warning("Schedule %s: cannot compute its next fire", schedule.name)
-        return None
-    return times[0] if times else None
+        return []
 
 
-NO_NOTIFIER = (
-    "No notifier configured; set REEVE_TELEGRAM_TOKEN and REEVE_TELEGRAM_CHAT_IDS "
-    "(or telegram_token and telegram_chat_ids in the config file)"
-)
+def schedule_data(schedule: Schedule, upcoming: list[datetime]) -> dict[str, Any]:
+    """The shape of `reeve schedule show --json`: the schedule and next fires."""
+    return dict(schedule.to_dict(), next_fire_times=[iso_utc(t) for t in upcoming])
 
 
-def notify_function() -> Callable[..., dict[str, Any]]:
-    """`reeve_cli.notify.notify`, or a tool error when notifications are absent."""
-    try:
-        module = importlib.import_module("reeve_cli.notify")
-    except ImportError:
-        raise ToolError(NO_NOTIFIER) from None
-    notify: Callable[..., dict[str, Any]] = module.notify
-    return notify
-
-
-def schedule_module() -> Any:
-    """`reeve_cli.schedule`, which validates schedules the same way everywhere."""
-    try:
-        return importlib.import_module("reeve_cli.schedule")
-    except ImportError:
-        raise ToolError(
-            "Schedules are not available in this Reeve build (reeve_cli.schedule "
-            "is missing)"
-        ) from None
+def next_text(upcoming: list[datetime], settings: Settings, now: datetime) -> str:
+    if not upcoming:
+        return ""
+    return f" It fires next {show_time(upcoming[0], settings, now)}."
 
 
 # Entry point ------------------------------------------------------------------

@@ -426,15 +426,18 @@ def test_create_schedule_stores_cron_schedule(server, rows):
     assert row["tz"] == ZONE
     assert data["name"] == "morning"
     assert data["priority"] == "high"
-    assert utc(data["next_fire_at"]).astimezone(ZoneInfo(ZONE)).hour == 7
+    fires = [utc(t).astimezone(ZoneInfo(ZONE)) for t in data["next_fire_times"]]
+    assert [(f.hour, f.minute) for f in fires] == [(7, 0)] * 3
+    assert fires[1] - fires[0] == timedelta(days=1)
     assert text.startswith("Created schedule 'morning' [active, high] cron '0 7 * * *'")
     assert "It fires next " in text
 
 
 def test_create_schedule_with_interval(server):
-    _, data = server.ok("create_schedule", name="often", prompt="look", every="2h")
+    text, data = server.ok("create_schedule", name="often", prompt="look", every="2h")
 
     assert data["every_s"] == 7200.0
+    assert "every 2h" in text
     assert data["cron"] is None
 
 
@@ -492,7 +495,8 @@ def test_pause_and_resume_schedule(server, rows):
     assert paused_row["paused"] == 1
     assert "[paused, normal]" in paused_text
     assert resumed["paused"] is False
-    assert resumed["next_fire_at"] is not None
+    assert paused["next_fire_times"] == []
+    assert len(resumed["next_fire_times"]) == 3
     assert "It fires next " in resumed_text
 
 
@@ -512,7 +516,7 @@ def test_list_schedules_shows_rules_and_next_fire(server):
 
     listed = next(s for s in data["schedules"] if s["name"] == "listed")
     assert listed["cron"] == "15 6 * * mon-fri"
-    local = utc(listed["next_fire_at"]).astimezone(ZoneInfo(ZONE))
+    local = utc(listed["next_fire_times"][0]).astimezone(ZoneInfo(ZONE))
     assert (local.hour, local.minute) == (6, 15)
     assert local.weekday() < 5
     assert (
