@@ -105,6 +105,8 @@ def quiet_http_loggers() -> None:
     """
     for name in ("urllib3", "requests", "TeleBot", "telebot"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    import telebot  # noqa: F401  (its import adds the handler removed below)
+
     telebot_logger = logging.getLogger("TeleBot")
     telebot_logger.handlers.clear()
     telebot_logger.propagate = True
