@@ -62,8 +62,14 @@ def emit_table(
     *,
     title: str | None = None,
     empty: str = "Nothing to show",
+    no_wrap: Iterable[str] = (),
 ) -> None:
-    """Draw a table of user text on stdout; every cell is shown literally."""
+    """Draw a table of user text on stdout; every cell is shown literally.
+
+    Columns named in `no_wrap` (short values such as times) never wrap; the
+    others give way when the terminal is narrow.
+    """
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -71,7 +77,17 @@ def emit_table(
     if not rows:
         note(empty)
         return
-    table = Table(*columns, title=title, title_justify="left")
+    keep = set(no_wrap)
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=column in keep)
     for row in rows:
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console().print(table)

@@ -178,7 +178,14 @@ def root(
         ),
     ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log more (-vv: debug).",
+        ),
     ] = 0,
     version: Annotated[
         bool,

@@ -96,15 +96,17 @@ def _show_pulse(pulse: Any, attempts: list[Any] | None = None) -> None:
 
 def _table(pulses: list[Any], empty: str) -> None:
     from reeve_cli.model import utcnow
+    from reeve_cli.timefmt import relative_hint
 
     zone = context.settings().zone
     now = utcnow()
     output.emit_table(
-        ["ID", "Due", "Priority", "Status", "Prompt", "Tags"],
+        ["ID", "Due", "When", "Priority", "Status", "Prompt", "Tags"],
         (
             [
                 p.id,
-                output.local_time(p.scheduled_at, zone, now),
+                p.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+                relative_hint(p.scheduled_at, now),
                 p.priority.value,
                 p.status.value,
                 _summary(p.prompt),
@@ -113,6 +115,7 @@ def _table(pulses: list[Any], empty: str) -> None:
             for p in pulses
         ),
         empty=empty,
+        no_wrap=("Due", "When"),
     )
 
 
