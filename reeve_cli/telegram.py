@@ -108,6 +108,7 @@ class Bridge:
         self.stopping = threading.Event()
         self.polling = False
         self.offset_key = f"telegram.offset.{self.api.bot_id}"
+        self._answer: tuple[int, str] | None = None
 
     # Loop --------------------------------------------------------------------
 
@@ -185,6 +186,11 @@ class Bridge:
                 )
                 self.stopping.wait(delay)
                 continue
+            except ReeveError as exc:
+                # Retrying cannot help (e.g. a prompt over REEVE_MAX_PROMPT_BYTES).
+                logger.error("Telegram update %d skipped: %s", update_id, exc.message)
+                if not self._skip(update_id):
+                    continue
             self.backoff.reset()
             return True
         return False
@@ -257,7 +263,10 @@ class Bridge:
         command, _, argument = text.strip().partition(" ")
         command = command.split("@", 1)[0].lower()
         if command in COMMANDS:
-            answer = COMMANDS[command](self, argument.strip())
+            # A failed send retries this update; the command must not run twice.
+            if self._answer is None or self._answer[0] != update_id:
+                self._answer = (update_id, COMMANDS[command](self, argument.strip()))
+            answer = self._answer[1]
             try:
                 self.api.send_message(chat_id, answer, silent=True)
             except BotApiError as exc:
@@ -273,6 +282,14 @@ class Bridge:
             return
 
         self.store_message(message, chat_id, text, next_offset)
+
+    def _skip(self, update_id: int) -> bool:
+        try:
+            self._save_offset(update_id + 1)
+        except (DatabaseError, sqlite3.Error):
+            self.stopping.wait(self.backoff.next_delay())
+            return False
+        return True
 
     def _save_offset(self, offset: int) -> None:
         with self.db.transaction(write=True) as conn:

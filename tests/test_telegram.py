@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -313,6 +314,37 @@ def test_status_command_reports_daemon_and_counts(tg):
     )
     assert "1 pending, 0 running, 0 schedules" in answer.text
     assert "later" in answer.text
+
+
+def test_failed_answer_is_resent_without_running_the_command_again(tg):
+    pulse, _ = store.add_pulse(
+        tg.db, prompt="feed the cat", scheduled_at=utcnow() + timedelta(hours=1)
+    )
+    tg.fake.fail("sendMessage", 502, times=2)
+    tg.start()
+
+    tg.fake.user_says(CHAT, f"/cancel {pulse.id}")
+    (answer,) = _answers(tg.fake, 1)
+
+    assert answer.text == f"Pulse {pulse.id} cancelled: feed the cat"
+    assert len(tg.fake.calls_of("sendMessage")) == 3
+
+
+def test_message_that_can_never_be_stored_is_skipped_with_an_error(tg, caplog):
+    caplog.set_level(logging.ERROR)
+    tg.start(max_prompt_bytes="1000")
+
+    too_long = tg.fake.user_says(CHAT, "x" * 1200)
+    tg.fake.user_says(CHAT, "short")
+    wait_for(lambda: tg.stored_ids(CHAT))
+
+    assert tg.stored_ids(CHAT) == [2]
+    (record,) = caplog.records
+    assert re.fullmatch(
+        rf"Telegram update {too_long['update_id']} skipped: The prompt is 1\d\d\d "
+        r"bytes; the limit is 1000 \(REEVE_MAX_PROMPT_BYTES\)",
+        record.getMessage(),
+    )
 
 
 def test_command_from_blocked_chat_is_not_answered(tg):
