@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import stat
 
 from tests.conftest import reeve_bin
@@ -91,3 +92,61 @@ def test_install_creates_a_private_env_file_and_keeps_an_existing_one(cli, tmp_p
     assert first.exit_code == second.exit_code == 0
     assert created_mode == 0o600
     assert env_file.read_text() == "REEVE_TELEGRAM_TOKEN=keep-me\n"
+
+
+# reeve alert: what reeve-alert@.service runs --------------------------------
+
+
+def test_alert_without_a_notifier_fails_with_the_fix(run_reeve):
+    done = run_reeve("alert", "--unit", "reeve-daemon.service")
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        "Error: No notifier configured; set REEVE_TELEGRAM_TOKEN and "
+        "REEVE_TELEGRAM_CHAT_IDS\n"
+    )
+
+
+def test_alert_reports_the_failed_unit_through_telegram(run_reeve):
+    import socket
+
+    from tests.fake_bot_api import CHAT, FakeBotApi
+
+    bot = FakeBotApi().start()
+    try:
+        done = run_reeve(
+            "alert",
+            "--unit",
+            "reeve-backup.service",
+            "--json",
+            env={
+                "REEVE_TELEGRAM_TOKEN": bot.token,
+                "REEVE_TELEGRAM_CHAT_IDS": str(CHAT),
+                "REEVE_TELEGRAM_API_URL": bot.url,
+            },
+        )
+        sent = bot.calls_of("sendMessage")
+    finally:
+        bot.stop()
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "sent"
+    assert len(sent) == 1
+    text = sent[0][1]["text"]
+    assert text.startswith(
+        f"Reeve on {socket.gethostname()}: reeve-backup.service failed."
+    )
+    assert "journalctl" in text and "-u reeve-backup.service" in text
+    assert bot.token not in done.stdout + done.stderr
+
+
+def test_alert_unit_passes_the_failed_unit_name(cli, tmp_path):
+    unit_dir = tmp_path / "u"
+    cli("install-service", "--unit-dir", str(unit_dir))
+
+    alert = (unit_dir / "reeve-alert@.service").read_text()
+    daemon = (unit_dir / "reeve-daemon.service").read_text()
+
+    assert f"ExecStart={reeve_bin()} alert --unit %i\n" in alert
+    assert "OnFailure=reeve-alert@%n.service\n" in daemon
+    assert "\nOnFailure=" not in alert  # a failed alert must not alert again
