@@ -21,8 +21,8 @@ from reeve_cli.errors import ReeveError
 logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096  # characters per message, the Bot API's limit
-CONNECT_TIMEOUT = 10.0  # seconds
-READ_TIMEOUT = 30.0  # seconds, for every method but a long poll
+CONNECT_TIMEOUT = 5.0  # seconds
+READ_TIMEOUT = 15.0  # seconds, for every method but a long poll
 
 # apihelper keeps its base URL and request sender in module globals. The sender
 # is one function that finds the calling client through a thread-local; the base
