@@ -325,3 +325,34 @@ def test_prune_rejects_a_bad_age(cli, db):
 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Cannot read duration 'soon'")
+
+
+def test_restore_refuses_while_a_real_daemon_runs(cli, db, settings, tmp_path):
+    from tests.daemon_helpers import start_daemon
+
+    add_pulses(db, 1)
+    backup_path = tmp_path / "b.db"
+    cli("db", "backup", str(backup_path))
+    daemon = start_daemon()
+    try:
+        result = cli("db", "restore", str(backup_path))
+    finally:
+        daemon.stop()
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: The daemon is running (pid {daemon.pid}); stop it first "
+        "(systemctl --user stop reeve-daemon, or Ctrl-C), then restore\n"
+    )
+
+
+def test_cli_backup_with_a_progress_bar(cli, db, monkeypatch, tmp_path):
+    from reeve_cli.cli import dbops
+
+    add_pulses(db, 50)
+    monkeypatch.setattr(dbops, "PROGRESS_MIN_BYTES", 0)
+
+    result = cli("db", "backup", str(tmp_path / "with-bar.db"))
+
+    assert result.exit_code == 0
+    assert count_pulses(tmp_path / "with-bar.db") == 50

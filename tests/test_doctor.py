@@ -314,3 +314,21 @@ def test_online_asks_the_bot_api(cli, healthy, monkeypatch, status, state):
     assert seen == [f"/bot{TOKEN}/getMe"]
     assert states["telegram"]["state"] == state
     assert TOKEN not in result.stdout
+
+
+def test_real_daemon_is_reachable(cli, healthy):
+    from tests.daemon_helpers import start_daemon
+
+    daemon = start_daemon()
+    try:
+        result, _, states = doctor_json(cli)
+    finally:
+        daemon.stop()
+
+    assert result.exit_code == 0
+    assert states["daemon"] == {
+        "name": "daemon",
+        "state": "ok",
+        "detail": f"running (pid {daemon.pid}) at {daemon.api_url}",
+        "fix": None,
+    }
