@@ -163,3 +163,21 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path):
 
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert Database(url).current_revision() == SCHEMA_HEAD
+
+
+def test_busy_database_gives_a_clear_error_and_writes_nothing(cli, db, reeve_env):
+    holder = sqlite3.connect(db_file(reeve_env), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = cli("--set", "busy_timeout=0.2", "pulse", "add", "x", "--json")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: Database {db_file(reeve_env)} is busy (locked by another writer); "
+        "try again, or raise REEVE_BUSY_TIMEOUT\n"
+    )
+    assert cli("pulse", "list", "--json").stdout == "[]\n"
