@@ -42,6 +42,8 @@ lint: install
 	$(BIN)/ruff check reeve_cli plugins tests bench
 	$(BIN)/ruff format --check reeve_cli plugins tests bench
 	$(BIN)/mypy reeve_cli
+	$(BIN)/cog --check README.md docs/*.md
+	$(PY) -m reeve_cli.completion check
 
 format: install
 	$(BIN)/ruff format reeve_cli plugins tests bench
