@@ -439,7 +439,7 @@ class Daemon:
         )
 
     def _status_line(self) -> None:
-        if not os.environ.get("NOTIFY_SOCKET"):
+        if not self.ready.is_set() or not os.environ.get("NOTIFY_SOCKET"):
             return
         now = time.monotonic()
         if now - self._last_status < STATUS_EVERY_S:

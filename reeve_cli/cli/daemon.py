@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -33,6 +34,9 @@ def daemon() -> None:
     from reeve_cli.logs import setup_logging
 
     setup_logging(settings.log_level, settings.secrets())
+    # One line per state change is ours to write; these libraries repeat it.
+    for name in ("alembic", "apscheduler.executors", "apscheduler.scheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = run_daemon(settings)
     except StartupError:
