@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,9 +14,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from reeve_cli import store
-from reeve_cli.api import BAD_TOKEN_LIMIT, close_streams, create_app
+from reeve_cli.api import BAD_TOKEN_LIMIT, WAKE_INTERVAL, close_streams, create_app
 from reeve_cli.api_token import ensure_api_token, read_api_token
 from reeve_cli.model import Pulse, utcnow
+from tests.daemon_helpers import wait_for
 
 
 class RecordingRuntime:
@@ -23,12 +25,16 @@ class RecordingRuntime:
 
     def __init__(self, settings, db, scheduler="running"):
         self.settings, self.db = settings, db
-        self.wakes = 0
+        self.wake_times: list[float] = []
         self.scheduler = scheduler
         self.fired: list[str] = []
 
+    @property
+    def wakes(self):
+        return len(self.wake_times)
+
     def wake(self):
-        self.wakes += 1
+        self.wake_times.append(time.monotonic())
 
     def health(self):
         if self.scheduler == "boom":
@@ -735,21 +741,49 @@ def test_run_now_on_a_cancelled_pulse_is_409(client, auth):
 # The daemon runtime ---------------------------------------------------------------
 
 
-def test_writes_wake_the_runtime_and_failures_do_not(settings, db, auth):
+def test_every_write_is_followed_by_a_wake(settings, db, auth):
     runtime = RecordingRuntime(settings, db)
     with TestClient(create_app(settings, db, runtime)) as client:
         pulse = post_pulse(client, auth).json()
-        client.patch(
-            f"/api/pulses/{pulse['id']}", json={"priority": "low"}, headers=auth
-        )
-        client.post(f"/api/pulses/{pulse['id']}/run", headers=auth)
-        client.delete(f"/api/pulses/{pulse['id']}", headers=auth)
-        after_writes = runtime.wakes
-        post_pulse(client, auth, priority="urgent")
-        client.delete(f"/api/pulses/{pulse['id']}", headers=auth)
+        writes = [
+            lambda: client.patch(
+                f"/api/pulses/{pulse['id']}", json={"priority": "low"}, headers=auth
+            ),
+            lambda: client.post(f"/api/pulses/{pulse['id']}/run", headers=auth),
+            lambda: client.delete(f"/api/pulses/{pulse['id']}", headers=auth),
+            lambda: post_pulse(client, auth),
+        ]
+        for write in writes:
+            before = time.monotonic()
+            assert write().status_code in (200, 201)
+            wait_for(
+                lambda t=before: runtime.wake_times and runtime.wake_times[-1] >= t
+            )
 
-    assert after_writes == 4
-    assert runtime.wakes == 4
+
+def test_failed_writes_do_not_wake(settings, db, auth):
+    runtime = RecordingRuntime(settings, db)
+    with TestClient(create_app(settings, db, runtime)) as client:
+        post_pulse(client, auth, priority="urgent")
+        client.delete("/api/pulses/999", headers=auth)
+        client.get("/api/pulses", headers=auth)
+        time.sleep(WAKE_INTERVAL * 5)  # a wake would have run by now
+
+    assert runtime.wakes == 0
+
+
+def test_a_burst_of_writes_is_coalesced_into_fewer_wakes(settings, db, auth):
+    runtime = RecordingRuntime(settings, db)
+    with TestClient(create_app(settings, db, runtime)) as client:
+        started = time.monotonic()
+        for _ in range(30):
+            post_pulse(client, auth)
+        last_write = time.monotonic()
+        wait_for(lambda: runtime.wake_times[-1] >= last_write)
+        elapsed = time.monotonic() - started
+
+    assert 1 <= runtime.wakes <= elapsed / WAKE_INTERVAL + 2
+    assert runtime.wakes < 30
 
 
 @pytest.mark.parametrize(
