@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import pwd
 import stat
+
+import pytest
 
 from tests.conftest import reeve_bin
 
@@ -36,11 +40,20 @@ def test_dry_run_prints_units_and_commands_and_writes_nothing(cli, tmp_path):
     assert not (tmp_path / "env").exists()
 
 
-def test_system_dry_run_uses_system_paths(cli):
-    result = cli("install-service", "--system", "--dry-run", "--run-as", "alice")
+@pytest.fixture
+def other_home(monkeypatch):
+    """install-service --system --run-as switches HOME; restore it afterwards."""
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+
+
+def test_system_dry_run_uses_system_paths(cli, other_home):
+    result = cli("install-service", "--system", "--dry-run", "--run-as", "nobody")
 
     assert result.exit_code == 0
     assert "# /etc/systemd/system/reeve-daemon.service\n" in result.stdout
+    assert "\nUser=nobody\n" in result.stdout
     assert result.stdout.endswith(
         "systemctl daemon-reload\n"
         "systemctl enable --now reeve-daemon.service reeve-backup.timer\n"
@@ -150,3 +163,30 @@ def test_alert_unit_passes_the_failed_unit_name(cli, tmp_path):
     assert f"ExecStart={reeve_bin()} alert --unit %i\n" in alert
     assert "OnFailure=reeve-alert@%n.service\n" in daemon
     assert "\nOnFailure=" not in alert  # a failed alert must not alert again
+
+
+def test_system_install_resolves_paths_as_the_service_user(
+    cli, other_home, monkeypatch
+):
+    """Under sudo HOME is root's; the units must use the service user's paths."""
+    monkeypatch.delenv("REEVE_DATA_DIR")
+    monkeypatch.delenv("REEVE_DESK")
+    monkeypatch.delenv("REEVE_CONFIG")
+    home = pwd.getpwnam("nobody").pw_dir
+
+    result = cli("install-service", "--system", "--dry-run", "--run-as", "nobody")
+
+    assert result.exit_code == 0
+    assert f'Environment="REEVE_DATA_DIR={home}/.local/share/reeve"' in result.stdout
+    assert f'Environment="REEVE_DESK={home}"' in result.stdout
+    assert f"EnvironmentFile=-{home}/.config/reeve/env" in result.stdout
+
+
+def test_system_install_for_an_unknown_user_fails(cli, other_home):
+    result = cli("install-service", "--system", "--dry-run", "--run-as", "no-such-xyz")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: No user 'no-such-xyz' on this system; give an existing one to "
+        "--run-as\n"
+    )

@@ -90,15 +90,16 @@ def test_timeout_stop_follows_the_stop_grace(cli, tmp_path, monkeypatch):
     assert "TimeoutStopSec=135\n" in daemon
 
 
-def test_system_units_run_as_a_user_after_the_network(cli, tmp_path):
+def test_system_units_run_as_a_user_after_the_network(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
     unit_dir = tmp_path / "sys"
     result = cli(
-        "install-service", "--system", "--unit-dir", str(unit_dir), "--run-as", "alice"
+        "install-service", "--system", "--unit-dir", str(unit_dir), "--run-as", "nobody"
     )
     assert result.exit_code == 0
 
     for name in ("reeve-daemon.service", "reeve-alert@.service"):
-        assert "\nUser=alice\n" in (unit_dir / name).read_text()
+        assert "\nUser=nobody\n" in (unit_dir / name).read_text()
     daemon = (unit_dir / "reeve-daemon.service").read_text()
     assert "After=network-online.target\n" in daemon
     assert "WantedBy=multi-user.target\n" in daemon

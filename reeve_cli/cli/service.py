@@ -62,6 +62,8 @@ def install_service(
         systemctl_commands,
     )
 
+    if not user:
+        run_as = _become(run_as)
     settings = context.settings()
     plan = plan_from_settings(
         settings, "user" if user else "system", unit_dir=unit_dir, run_as=run_as
@@ -82,6 +84,34 @@ def install_service(
         output.note(f"Wrote {path}")
     output.note(f"Secrets go in {plan.env_file} (mode 0600). Now run:")
     sys.stdout.write("".join(f"{command}\n" for command in commands))
+
+
+def _become(run_as: str | None) -> str:
+    """Resolve settings as the user the system units run as.
+
+    Under `sudo`, HOME is root's: without this the units would point at
+    /root/.local/share/reeve while running as someone else.
+    """
+    import getpass
+    import pwd
+
+    from reeve_cli.errors import InvalidValue
+
+    target = run_as or os.environ.get("SUDO_USER") or getpass.getuser()
+    if target == getpass.getuser():
+        return target
+    try:
+        home = pwd.getpwnam(target).pw_dir
+    except KeyError:
+        raise InvalidValue(
+            f"No user '{target}' on this system; give an existing one to --run-as",
+            field="run_as",
+        ) from None
+    os.environ["HOME"] = home
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        os.environ.pop(name, None)
+    context.set_flags(context.flags())
+    return target
 
 
 def _journal_hint(unit: str) -> str:
