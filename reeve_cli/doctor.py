@@ -73,6 +73,19 @@ def check_private(name: str, path: Path, wanted: int) -> Check | None:
     return Check(name, "ok", f"{path} is {mode:04o}")
 
 
+def _has_secrets(config_file: Path) -> bool:
+    """Tell whether the config file holds a secret (then it must be 0600)."""
+    import tomllib
+
+    from reeve_cli.config import SETTINGS
+
+    try:
+        data = tomllib.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return any(s.secret and data.get(s.name) for s in SETTINGS)
+
+
 def check_permissions(settings: Settings) -> list[Check]:
     data = settings.data_path
     if not data.exists():
@@ -88,8 +101,9 @@ def check_permissions(settings: Settings) -> list[Check]:
     files = [
         ("api token file", settings.api_token_path),
         ("environment file", settings.config_file.parent / "env"),
-        ("config file", settings.config_file),
     ]
+    if _has_secrets(settings.config_file):
+        files.append(("config file", settings.config_file))
     db_file = data / "reeve.db"
     if settings.db_url == f"sqlite:///{db_file}":
         files.append(("database file", db_file))

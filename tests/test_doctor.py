@@ -109,6 +109,22 @@ def test_loose_secret_files_fail(cli, healthy, tmp_path, name, path, mode, fix):
     assert states[name]["fix"] == f"chmod {fix} {target}"
 
 
+def test_config_file_must_be_private_only_when_it_holds_a_secret(
+    cli, healthy, tmp_path
+):
+    config = tmp_path / "config.toml"
+    config.write_text('timezone = "Europe/Berlin"\n')
+    config.chmod(0o644)
+
+    _, _, plain = doctor_json(cli)
+    config.write_text('telegram_token = "123456789:' + "B" * 35 + '"\n')
+    result, _, secret = doctor_json(cli)
+
+    assert "config file" not in plain
+    assert result.exit_code == 1
+    assert secret["config file"]["fix"] == f"chmod 600 {config}"
+
+
 def test_missing_agent_fails(cli, healthy, monkeypatch):
     monkeypatch.setenv("REEVE_AGENT_COMMAND", "no-such-agent-xyz --flag")
 
