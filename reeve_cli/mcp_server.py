@@ -16,8 +16,9 @@ This module imports the MCP SDK (about a second) and is imported only by
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
@@ -28,9 +29,10 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from reeve_cli import __version__, store
-from reeve_cli.config import Settings
+from reeve_cli.config import Settings, ensure_data_dir, load_settings
 from reeve_cli.current_pulse import Found, find_current, recorded_session
-from reeve_cli.db import Database
+from reeve_cli.db import Database, open_database
+from reeve_cli.envfile import env_file_path, read_env_file
 from reeve_cli.errors import (
     InvalidValue,
     PulseNotFound,
@@ -70,6 +72,26 @@ WHEN_HELP = (
 # Settings, database and errors ----------------------------------------------
 
 
+def load_server_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings as the daemon sees them, even from a client's trimmed environment.
+
+    Agent clients pass MCP servers little of their environment, and the daemon
+    scrubs secrets from the agent's. Variables the systemd units get from
+    `<config dir>/env` are therefore read from that file too, below real
+    environment variables and flags.
+    """
+    environ = os.environ if environ is None else environ
+    first = load_settings(flags, environ)
+    from_file = read_env_file(env_file_path(first))
+    missing = {k: v for k, v in from_file.items() if k not in environ}
+    missing.pop("REEVE_CONFIG", None)
+    if not missing:
+        return first
+    return load_settings(flags, {**missing, **environ})
+
+
 class Backend:
     """Settings and database for the tools, opened on first use.
 
@@ -78,13 +100,8 @@ class Backend:
     server that never starts.
     """
 
-    def __init__(
-        self,
-        load_settings: Callable[[], Settings],
-        open_db: Callable[[], Database],
-    ) -> None:
-        self._load_settings = load_settings
-        self._open_db = open_db
+    def __init__(self, flags: Mapping[str, Any]) -> None:
+        self._flags = dict(flags)
         self._lock = threading.RLock()
         self._settings: Settings | None = None
         self._db: Database | None = None
@@ -92,14 +109,15 @@ class Backend:
     def settings(self) -> Settings:
         with self._lock:
             if self._settings is None:
-                self._settings = self._load_settings()
+                self._settings = load_server_settings(self._flags)
             return self._settings
 
     def db(self) -> Database:
         with self._lock:
             if self._db is None:
-                self.settings()
-                self._db = self._open_db()
+                settings = self.settings()
+                ensure_data_dir(settings)
+                self._db = open_database(settings.db_url, settings.busy_timeout)
             return self._db
 
     def secrets(self) -> list[str]:
@@ -790,13 +808,15 @@ def next_text(upcoming: list[datetime], settings: Settings, now: datetime) -> st
 # Entry point ------------------------------------------------------------------
 
 
-def serve(
-    load_settings: Callable[[], Settings], open_db: Callable[[], Database]
-) -> None:
-    """Run the MCP server on stdin/stdout until the client closes stdin."""
+def serve(flags: Mapping[str, Any]) -> None:
+    """Run the MCP server on stdin/stdout until the client closes stdin.
+
+    Args:
+        flags: settings given on the command line, by setting name.
+    """
     from reeve_cli.logs import setup_logging
 
-    backend = Backend(load_settings, open_db)
+    backend = Backend(flags)
     setup_logging("WARNING")
     try:
         secrets = backend.settings().secrets()

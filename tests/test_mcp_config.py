@@ -75,7 +75,7 @@ def test_registration_carries_global_flags_and_env_settings(cli, tmp_path):
     assert "max_retries=5" in sets
 
 
-def test_registration_leaves_secrets_out_and_says_so(cli, monkeypatch):
+def test_registration_leaves_secrets_out_and_says_so(cli, monkeypatch, tmp_path):
     monkeypatch.setenv("REEVE_TELEGRAM_TOKEN", "123456:secret-token-value")
 
     result = cli("mcp", "config")
@@ -84,8 +84,19 @@ def test_registration_leaves_secrets_out_and_says_so(cli, monkeypatch):
     assert "secret-token-value" not in result.stderr
     assert result.stderr == (
         "Not included (secrets would show in process lists): REEVE_TELEGRAM_TOKEN. "
-        "Put them in the config file so the MCP server finds them.\n"
+        f"Put them in {tmp_path / 'env'} or the config file; the MCP server reads "
+        "both.\n"
     )
+
+
+def test_no_warning_when_the_units_env_file_has_the_secret(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("REEVE_TELEGRAM_TOKEN", "123456:secret-token-value")
+    (tmp_path / "env").write_text("REEVE_TELEGRAM_TOKEN=123456:secret-token-value\n")
+
+    result = cli("mcp", "config")
+
+    assert result.exit_code == 0
+    assert result.stderr == ""
 
 
 def test_unknown_client_is_refused(cli):

@@ -1,7 +1,8 @@
 """send_notification through the Telegram notifier, against the fake Bot API.
 
-The token lives only in the config file, as `reeve mcp config` advises: the
-server gets no REEVE_* variable at all.
+The token lives only in the systemd units' environment file next to the config
+file (`~/.config/reeve/env`), where the docs tell users to put it; the server
+gets no REEVE_* variable at all, as under an agent client.
 """
 
 import sqlite3
@@ -22,10 +23,11 @@ def bot():
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, bot):
     home = tmp_path_factory.mktemp("notify")
-    (home / "config.toml").write_text(
-        f'telegram_token = "{bot.token}"\n'
-        f'telegram_chat_ids = "{CHAT}"\n'
-        f'telegram_api_url = "{bot.url}"\n'
+    (home / "env").write_text(
+        "# Secrets for Reeve's systemd units\n"
+        f"REEVE_TELEGRAM_TOKEN={bot.token}\n"
+        f'REEVE_TELEGRAM_CHAT_IDS="{CHAT}"\n'
+        f"REEVE_TELEGRAM_API_URL={bot.url}\n"
     )
     return home
 

@@ -62,11 +62,10 @@ def mcp_serve(
             if v is not None
         }
     )
-    context.set_flags(flags)
 
     from reeve_cli.mcp_server import serve
 
-    serve(context.settings, context.database)
+    serve(flags)
 
 
 def reeve_command() -> list[str]:
@@ -92,11 +91,14 @@ def server_args() -> tuple[list[str], list[str]]:
 
     Returns:
         The arguments, and the names of secret settings that were left out
-        because they would show in process lists (they belong in the config file).
+        because they would show in process lists, and that the server will not
+        find in the units' environment file either.
     """
     from reeve_cli.config import SETTINGS
+    from reeve_cli.envfile import env_file_path, read_env_file
 
     settings = context.settings()
+    in_env_file = read_env_file(env_file_path(settings))
     flags = context.flags()
     args: list[str] = []
     chosen_config = "config" in flags or os.environ.get("REEVE_CONFIG")
@@ -119,7 +121,8 @@ def server_args() -> tuple[list[str], list[str]]:
         else:
             continue
         if setting.secret:
-            left_out.append(setting.env)
+            if setting.env not in in_env_file:
+                left_out.append(setting.env)
             continue
         args += ["--set", f"{setting.name}={raw}"]
     return args + ["mcp", "serve"], left_out
@@ -175,10 +178,13 @@ def mcp_config(
     text, left_out = registration(chosen)
     sys.stdout.write(text)
     if left_out:
+        from reeve_cli.envfile import env_file_path
         from reeve_cli.output import note
 
+        env_file = env_file_path(context.settings())
         note(
             "Not included (secrets would show in process lists): "
             + ", ".join(left_out)
-            + ". Put them in the config file so the MCP server finds them."
+            + f". Put them in {env_file} or the config file; the MCP server "
+            "reads both."
         )
