@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -53,6 +53,7 @@ from reeve_cli.timefmt import (
 logger = logging.getLogger(__name__)
 
 SOURCE = "mcp"
+_Tool = TypeVar("_Tool", bound=Callable[..., Any])
 PRIORITY_NAMES = [p.value for p in PRIORITY_ORDER]
 
 INSTRUCTIONS = """\
@@ -344,7 +345,17 @@ def build_server(backend: Backend) -> MCPServer:
     writes = ToolAnnotations(read_only_hint=False, destructive_hint=False)
     reads = ToolAnnotations(read_only_hint=True)
 
-    @server.tool(annotations=writes)
+    def tool(annotations: ToolAnnotations) -> Callable[[_Tool], _Tool]:
+        """Register a tool; its docstring, as one paragraph, is the description."""
+
+        def register(fn: _Tool) -> _Tool:
+            description = " ".join((fn.__doc__ or "").split())
+            server.add_tool(fn, description=description, annotations=annotations)
+            return fn
+
+        return register
+
+    @tool(writes)
     def schedule_pulse(
         when: Annotated[str, Field(description=WHEN_HELP)],
         prompt: Annotated[
@@ -461,7 +472,7 @@ def build_server(backend: Backend) -> MCPServer:
                 lines.append(f"It resumes session {pulse.session_id}.")
             return result(backend, "\n".join(lines), pulse.to_dict())
 
-    @server.tool(annotations=reads)
+    @tool(reads)
     def list_upcoming_pulses(
         limit: Annotated[
             int, Field(ge=1, le=500, description="At most this many pulses.")
@@ -517,7 +528,7 @@ def build_server(backend: Backend) -> MCPServer:
                 data["finished"] = [p.to_dict() for p in finished]
             return result(backend, "\n".join(lines), data)
 
-    @server.tool(annotations=reads)
+    @tool(reads)
     def get_pulse(
         pulse_id: Annotated[int, Field(description="The pulse id, e.g. 42.")],
     ) -> CallToolResult:
@@ -536,7 +547,7 @@ def build_server(backend: Backend) -> MCPServer:
             data = dict(pulse.to_dict(), attempts=[a.to_dict() for a in attempts])
             return result(backend, "\n".join(lines), data)
 
-    @server.tool(annotations=ToolAnnotations(destructive_hint=True))
+    @tool(ToolAnnotations(destructive_hint=True))
     def cancel_pulse(
         pulse_id: Annotated[int, Field(description="The pulse id, e.g. 42.")],
     ) -> CallToolResult:
@@ -553,7 +564,7 @@ def build_server(backend: Backend) -> MCPServer:
             )
             return result(backend, text, pulse.to_dict())
 
-    @server.tool(annotations=writes)
+    @tool(writes)
     def reschedule_pulse(
         pulse_id: Annotated[int, Field(description="The pulse id, e.g. 42.")],
         when: Annotated[str, Field(description=WHEN_HELP)],
@@ -573,7 +584,7 @@ def build_server(backend: Backend) -> MCPServer:
             )
             return result(backend, text, pulse.to_dict())
 
-    @server.tool(annotations=reads)
+    @tool(reads)
     def list_schedules() -> CallToolResult:
         """List the recurring schedules (cron or interval rules that create
         pulses on their own): name, rule, time zone, paused or not, and when
@@ -595,7 +606,7 @@ def build_server(backend: Backend) -> MCPServer:
                 data.append(schedule_data(schedule, upcoming))
             return result(backend, "\n".join(lines), {"schedules": data})
 
-    @server.tool(annotations=writes)
+    @tool(writes)
     def create_schedule(
         name: Annotated[
             str, Field(description="A short unique name, e.g. 'morning-brief'.")
@@ -666,7 +677,7 @@ def build_server(backend: Backend) -> MCPServer:
             text += next_text(upcoming, settings, now)
             return result(backend, text, schedule_data(changed, upcoming))
 
-    @server.tool(annotations=writes)
+    @tool(writes)
     def pause_schedule(
         name: Annotated[str, Field(description="The schedule's name.")],
     ) -> CallToolResult:
@@ -674,14 +685,14 @@ def build_server(backend: Backend) -> MCPServer:
         Pulses it already created stay."""
         return set_paused(name, True, "pause_schedule")
 
-    @server.tool(annotations=writes)
+    @tool(writes)
     def resume_schedule(
         name: Annotated[str, Field(description="The schedule's name.")],
     ) -> CallToolResult:
         """Resume a paused schedule; it fires again from its next due time."""
         return set_paused(name, False, "resume_schedule")
 
-    @server.tool(annotations=writes)
+    @tool(writes)
     def send_notification(
         message: Annotated[
             str, Field(description="The text to send the user, e.g. on Telegram.")
@@ -715,7 +726,7 @@ def build_server(backend: Backend) -> MCPServer:
             text = f"Sent the notification via {row.get('notifier', 'the notifier')}."
             return result(backend, text, dict(row))
 
-    @server.tool(annotations=reads)
+    @tool(reads)
     def current_pulse() -> CallToolResult:
         """Tell which pulse started this session: its id, prompt, sticky notes,
         priority, times, schedule and recorded session id; or that this

@@ -69,6 +69,7 @@ def test_lists_every_tool_with_a_description(server):
     assert {tool.name for tool in tools} == TOOLS
     for tool in tools:
         assert len(tool.description) > 60, tool.name
+        assert "\n" not in tool.description and "  " not in tool.description
 
 
 def test_schedule_pulse_schema_documents_when_forms_and_priorities(server):
