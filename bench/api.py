@@ -5,7 +5,7 @@ The daemon runs as its own process (`reeve daemon`, private data dir, API on
 it with a minimal asyncio HTTP/1.1 client, so the client costs little CPU.
 Pulses are created 30 days ahead so no agent runs during the measurement.
 
-    .venv/bin/python bench/api.py [--seconds 10] [--connections 4] [--markdown]
+    .venv/bin/python bench/api.py [--seconds 10] [--connections 4] [--app-only]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_daemon(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, int, str]:
+def start_daemon(
+    data_dir: Path, app_only: bool = False
+) -> tuple[subprocess.Popen[bytes], str, int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REEVE_")} | {
         "REEVE_DATA_DIR": str(data_dir),
         "REEVE_CONFIG": str(data_dir / "config.toml"),
@@ -61,6 +63,26 @@ def start_daemon(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, int, str
         time.sleep(0.05)
     proc.kill()
     raise SystemExit("daemon did not become ready within 60 s")
+
+
+def serve_app(data_dir: Path) -> None:
+    """Serve only the API app with uvicorn (no scheduler), for comparison."""
+    import socket
+
+    import uvicorn
+
+    from reeve_cli.api import create_app
+    from reeve_cli.config import load_settings
+    from reeve_cli.db import open_database
+
+    settings = load_settings()
+    app = create_app(settings, open_database(settings.db_url))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    info = {"pid": os.getpid(), "api_url": f"http://127.0.0.1:{sock.getsockname()[1]}"}
+    (data_dir / "daemon.json").write_text(json.dumps(info))
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def build_request(method: str, path: str, host: str, token: str, body: bytes) -> bytes:
@@ -126,8 +148,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--markdown", action="store_true", help="print a table row")
+    parser.add_argument(
+        "--app-only",
+        action="store_true",
+        help="serve only the API app with uvicorn, without the daemon",
+    )
+    parser.add_argument("--serve-app", metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_app:
+        serve_app(Path(args.serve_app))
+        return
 
     body = json.dumps({"prompt": "benchmark pulse", "at": "in 30d"}).encode()
     cases = [
@@ -138,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reeve-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir(mode=0o700)
-        proc, host, port, token = start_daemon(data_dir)
+        proc, host, port, token = start_daemon(data_dir, args.app_only)
         try:
             for name, method, path, payload in cases:
                 request = build_request(method, path, host, token, payload)
@@ -170,8 +200,9 @@ def main() -> None:
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
         figures = f"{rate:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f}"
         print(f"| `{name}` | {figures} | {shown} |")
+    server = "uvicorn with the app only" if args.app_only else "reeve daemon"
     print(
-        f"\n{args.connections} connections, {args.seconds:g} s each, "
+        f"\n{server}, {args.connections} connections, {args.seconds:g} s each, "
         f"CPU count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}"
     )
 
