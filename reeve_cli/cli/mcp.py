@@ -28,19 +28,29 @@ OWN_FLAGS = ("config", "data_dir", "database_url", "timezone")
 def mcp_serve(
     config: Annotated[
         str | None,
-        typer.Option("--config", help="Config file (TOML). Env: REEVE_CONFIG."),
+        typer.Option(
+            "--config", metavar="PATH", help="Config file (TOML). Env: REEVE_CONFIG."
+        ),
     ] = None,
     data_dir: Annotated[
         str | None,
-        typer.Option("--data-dir", help="Data directory. Env: REEVE_DATA_DIR."),
+        typer.Option(
+            "--data-dir", metavar="PATH", help="Data directory. Env: REEVE_DATA_DIR."
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Database URL. Env: REEVE_DATABASE_URL."),
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="Database URL. Env: REEVE_DATABASE_URL.",
+        ),
     ] = None,
     timezone: Annotated[
         str | None,
-        typer.Option("--timezone", help="Time zone. Env: REEVE_TIMEZONE."),
+        typer.Option(
+            "--timezone", metavar="ZONE", help="Time zone. Env: REEVE_TIMEZONE."
+        ),
     ] = None,
 ) -> None:
     """Serve Reeve's MCP tools on stdin/stdout (an agent client starts this).
@@ -154,7 +164,12 @@ def registration(client: str) -> tuple[str, list[str]]:
 def mcp_config(
     client: Annotated[
         str,
-        typer.Option("--client", "-c", help="claude, hapi or json (mcpServers)."),
+        typer.Option(
+            "--client",
+            "-c",
+            metavar="CLIENT",
+            help="claude, hapi or json (mcpServers).",
+        ),
     ] = "claude",
 ) -> None:
     """Print a ready registration of this Reeve's MCP server for an agent client.
