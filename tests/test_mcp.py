@@ -501,12 +501,12 @@ def test_pause_and_resume_schedule(server, rows):
     assert "It fires next " in resumed_text
 
 
-def test_pause_schedule_names_list_schedules_for_unknown_name(server):
-    text = server.error("pause_schedule", name="nope")
+@pytest.mark.parametrize("tool", ["pause_schedule", "resume_schedule"])
+def test_pause_and_resume_name_list_schedules_for_unknown_name(server, tool):
+    text = server.error(tool, name="nope")
 
     assert text == (
-        "Error executing tool pause_schedule: No schedule named 'nope'; see "
-        "list_schedules"
+        f"Error executing tool {tool}: No schedule named 'nope'; see list_schedules"
     )
 
 

@@ -77,3 +77,12 @@ def test_empty_message_is_refused(server):
         "Error executing tool send_notification: The message is empty; say what "
         "to tell the user"
     )
+
+
+def test_secrets_are_masked_in_results(server, bot):
+    text, data = server.ok(
+        "schedule_pulse", when="in 1h", prompt=f"the bot token is {bot.token}"
+    )
+
+    assert bot.token not in text + str(data)
+    assert data["prompt"] == "the bot token is ********"
