@@ -61,8 +61,8 @@ Reeve is your wake-up queue: it starts a new session of you at a time you choose
 with a prompt you write. Use schedule_pulse to wake yourself later ("in 20m",
 "tomorrow 6:45"), list_upcoming_pulses to see what is planned, and
 current_pulse to learn which pulse started this session and its sticky notes.
-Times you give are read in the user's time zone; every result states the
-resolved time in that zone and in UTC, and the current time."""
+Times you give are read in the user's time zone; results show times in that
+zone and in UTC, together with the current time."""
 
 WHEN_HELP = (
     "When the pulse should run, in the user's time zone unless the text names "
@@ -311,7 +311,10 @@ def explain_validation(error: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "arguments"
         text = f"{where}: {item['msg']}"
         if item["type"] != "missing":
-            text += f" (got {item['input']!r})"
+            shown = repr(item["input"])
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            text += f" (got {shown})"
         parts.append(text)
     return "Invalid arguments: " + "; ".join(parts)
 
