@@ -345,6 +345,7 @@ def _find_by_key(db: Database, key: str) -> Pulse | None:
 
 async def pulse_create(request: Request) -> Response:
     ctx = api_context(request)
+    check_query(request, ())
     data = await read_json(request)
     reject_unknown(data, PULSE_CREATE_FIELDS)
     key = _idempotency_key(request, data)
@@ -461,6 +462,7 @@ async def pulse_get(request: Request) -> Response:
 
 async def pulse_patch(request: Request) -> Response:
     ctx = api_context(request)
+    check_query(request, ())
     pulse_id = parse_pulse_id(request.path_params["pulse_id"])
     data = await read_json(request)
     reject_unknown(data, PULSE_PATCH_FIELDS)

@@ -132,6 +132,7 @@ async def schedule_create(request: Request) -> Response:
     from reeve_cli.api import api_context
 
     ctx = api_context(request)
+    check_query(request, ())
     data = await read_json(request)
     reject_unknown(data, CREATE_FIELDS)
     name = take_str(data, "name", max_length=200)
@@ -242,6 +243,7 @@ async def schedule_patch(request: Request) -> Response:
     from reeve_cli.api import api_context
 
     ctx = api_context(request)
+    check_query(request, ())
     name = _name(request)
     data = await read_json(request)
     reject_unknown(data, PATCH_FIELDS)

@@ -523,6 +523,28 @@ def test_declared_oversized_body_is_refused_before_reading(client, auth):
     assert response.status_code == 413
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/pulses"),
+        ("PATCH", "/api/pulses/1"),
+        ("POST", "/api/schedules"),
+        ("PATCH", "/api/schedules/beat"),
+    ],
+)
+def test_unknown_query_parameter_on_a_write_is_refused(client, auth, db, method, path):
+    post_pulse(client, auth)
+    before = table_count(db, "events")
+
+    response = client.request(
+        method, f"{path}?dry_run=1", json={"prompt": "x", "name": "beat"}, headers=auth
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "dry_run"
+    assert table_count(db, "events") == before
+
+
 def test_idempotency_header_and_field_must_agree(client, auth, db):
     response = client.post(
         "/api/pulses",

@@ -159,6 +159,29 @@ def test_open_event_stream_ends_when_the_daemon_stops(daemons):
     stream.close()
 
 
+def test_schedule_run_through_the_daemon_fires_a_pulse(daemons, db):
+    daemon = daemons()
+    api = Api(daemon)
+    created_status, _ = api.request(
+        "POST",
+        "/api/schedules",
+        {"name": "beat", "prompt": "heartbeat", "cron": "@yearly"},
+    )
+
+    status, fired = api.request("POST", "/api/schedules/beat/run")
+    pulse_id = fired["pulse"]["id"]
+    wait_for(
+        lambda: (
+            api.request("GET", f"/api/pulses/{pulse_id}")[1]["status"] == "completed"
+        )
+    )
+
+    assert (created_status, status) == (201, 200)
+    assert fired["pulse"]["schedule_name"] == "beat"
+    assert fired["schedule"]["fire_count"] == 1
+    daemon.stop()
+
+
 def test_health_and_auth_on_the_real_server(daemons):
     daemon = daemons()
     api = Api(daemon)
