@@ -110,10 +110,10 @@ def test_install_creates_a_private_env_file_and_keeps_an_existing_one(cli, tmp_p
 # reeve alert: what reeve-alert@.service runs --------------------------------
 
 
-def test_alert_without_a_notifier_fails_with_the_fix(run_reeve):
-    done = run_reeve("alert", "--unit", "reeve-daemon.service")
+def test_alert_without_a_notifier_fails_with_the_fix(cli):
+    done = cli("alert", "--unit", "reeve-daemon.service")
 
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert done.stderr == (
         "Error: No notifier configured; set REEVE_TELEGRAM_TOKEN and "
         "REEVE_TELEGRAM_CHAT_IDS\n"
