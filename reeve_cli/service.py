@@ -299,6 +299,7 @@ def render_timer(plan: ServicePlan) -> str:
 
 
 def render_alert(plan: ServicePlan) -> str:
+    alert_args = "alert --unit %i" + (" --system" if plan.mode == "system" else "")
     lines = [
         "[Unit]",
         "# %i is the unit that failed, passed by its OnFailure=.",
@@ -308,7 +309,7 @@ def render_alert(plan: ServicePlan) -> str:
         "# Sends one message and exits.",
         "Type=oneshot",
         "# Tells the user through the notifier (Telegram) which unit failed.",
-        f"ExecStart={_exec(plan, 'alert --unit %i')}",
+        f"ExecStart={_exec(plan, alert_args)}",
         *_environment(plan),
         "# Sending an alert needs no privileges.",
         "NoNewPrivileges=yes",

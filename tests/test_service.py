@@ -149,7 +149,7 @@ def test_alert_reports_the_failed_unit_through_telegram(run_reeve):
     assert text.startswith(
         f"Reeve on {socket.gethostname()}: reeve-backup.service failed."
     )
-    assert "journalctl" in text and "-u reeve-backup.service" in text
+    assert text.endswith("Details: journalctl --user -u reeve-backup.service -n 50")
     assert bot.token not in done.stdout + done.stderr
 
 
@@ -190,3 +190,13 @@ def test_system_install_for_an_unknown_user_fails(cli, other_home):
         "Error: No user 'no-such-xyz' on this system; give an existing one to "
         "--run-as\n"
     )
+
+
+def test_system_alert_unit_points_at_the_system_journal(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
+    unit_dir = tmp_path / "s"
+    cli("install-service", "--system", "--unit-dir", str(unit_dir))
+
+    alert = (unit_dir / "reeve-alert@.service").read_text()
+
+    assert f"ExecStart={reeve_bin()} alert --unit %i --system\n" in alert

@@ -114,14 +114,18 @@ def _become(run_as: str | None) -> str:
     return target
 
 
-def _journal_hint(unit: str) -> str:
-    scope = "" if os.getuid() == 0 else "--user "
+def _journal_hint(unit: str, system: bool) -> str:
+    scope = "" if system else "--user "
     return f"journalctl {scope}-u {unit} -n 50"
 
 
 @app.command("alert")
 def alert(
     unit: Annotated[str, typer.Option("--unit", help="The systemd unit that failed.")],
+    system: Annotated[
+        bool,
+        typer.Option("--system", help="The unit is a system unit, not a user unit."),
+    ] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the notification as JSON.")
     ] = False,
@@ -147,7 +151,7 @@ def alert(
 
     message = (
         f"Reeve on {socket.gethostname()}: {unit} failed. "
-        f"Details: {_journal_hint(unit)}"
+        f"Details: {_journal_hint(unit, system)}"
     )
     row = notify(context.settings(), context.database(), message, "critical")
     if json_:
