@@ -242,6 +242,8 @@ def restore_database(
     """
     target = database_file(settings)
     backup = backup.absolute()
+    if backup.exists() and target.exists() and backup.samefile(target):
+        raise InvalidValue(f"{backup} is the database itself; give a backup file")
     revision = inspect_database(backup)
     if revision is None:
         raise DatabaseError(f"{backup} is not a Reeve database (no schema revision)")
@@ -275,6 +277,11 @@ def restore_database(
 
             src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
             dst.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise DatabaseError(
+                f"Restore of {target} failed: {exc}; the previous database is "
+                f"saved as {kept}"
+            ) from None
         finally:
             src.close()
             dst.close()

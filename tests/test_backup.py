@@ -235,6 +235,17 @@ def test_restore_refuses_a_backup_from_a_newer_reeve(cli, db, tmp_path):
     assert count_pulses(db.path) == 1
 
 
+def test_restore_refuses_the_live_database_itself(cli, db, settings):
+    live = settings.data_path / "reeve.db"
+
+    result = cli("db", "restore", str(live))
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {live} is the database itself; give a backup file\n"
+    )
+
+
 def test_restore_refuses_a_missing_file(cli, db, tmp_path):
     result = cli("db", "restore", str(tmp_path / "nope.db"))
 
