@@ -674,6 +674,9 @@ def create_app(
             yield
         finally:
             context.closing.set()
+            if context._wake_handle is not None:
+                context._wake_handle.cancel()
+                context._wake_handle = None
             context.executor.shutdown(wait=False)
 
     app = ReeveApp(

@@ -216,6 +216,9 @@ def _changes(ctx: Any, name: str, data: dict[str, Any]) -> dict[str, Any]:
         )
     if fields["priority"] is not None:
         changes["priority"] = Priority.parse(fields["priority"])
+    for optional in ("session_id", "executor"):
+        if fields[optional] is not None and not fields[optional].strip():
+            raise InvalidValue(f"Field '{optional}' cannot be empty", field=optional)
     if "session_id" in data:
         changes["session_id"] = fields["session_id"]
     for listed in ("sticky_notes", "tags"):

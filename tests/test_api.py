@@ -1001,16 +1001,34 @@ def test_unknown_schedule_is_404(client, auth, method, suffix):
     assert response.json()["error"]["field"] == "name"
 
 
-def test_bad_schedule_patch_changes_nothing(client, auth):
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"cron": "bad"}, "cron", id="bad-cron"),
+        pytest.param({"cron": "@daily", "every": 60}, "cron", id="both-rules"),
+        pytest.param({"every": 0}, "every", id="every-zero"),
+        pytest.param({"jitter": "-5m"}, "jitter", id="bad-jitter"),
+        pytest.param({"tz": "Mars/Base"}, "tz", id="bad-zone"),
+        pytest.param({"session_id": " "}, "session_id", id="blank-session"),
+        pytest.param({"executor": ""}, "executor", id="blank-executor"),
+        pytest.param({"paused": "yes"}, "paused", id="paused-text"),
+        pytest.param({"tags": [""]}, "tags", id="blank-tag"),
+        pytest.param({"max_retries": -1}, "max_retries", id="negative-retries"),
+        pytest.param({"name": "other"}, "name", id="rename"),
+        pytest.param({}, None, id="nothing"),
+    ],
+)
+def test_bad_schedule_patch_changes_nothing(client, auth, body, field):
     created = client.post(
         "/api/schedules",
         json={"name": "beat", "prompt": "p", "every": 60},
         headers=auth,
     ).json()
 
-    response = client.patch("/api/schedules/beat", json={"cron": "bad"}, headers=auth)
+    response = client.patch("/api/schedules/beat", json=body, headers=auth)
 
     assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
     assert client.get("/api/schedules/beat", headers=auth).json() == created
 
 
