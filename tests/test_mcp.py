@@ -555,8 +555,12 @@ def test_current_pulse_outside_reeve_says_so(server):
 # The process itself ---------------------------------------------------------------
 
 
-def test_stdout_carries_only_protocol_messages(home, rows):
-    """Raw JSON-RPC with an older protocol version; every stdout line parses."""
+def test_stdout_carries_only_protocol_messages(home, rows, tmp_path):
+    """Raw JSON-RPC with an older protocol version; every stdout line parses.
+
+    The same process also shows that options given to `mcp serve` itself win
+    over the global ones before `mcp` (one spawn fewer for the suite).
+    """
     messages = [
         {
             "jsonrpc": "2.0",
@@ -582,14 +586,16 @@ def test_stdout_carries_only_protocol_messages(home, rows):
             "method": "tools/call",
             "params": {
                 "name": "schedule_pulse",
-                "arguments": {"when": "in 5m", "prompt": "raw"},
+                "arguments": {"when": "2031-07-01 06:45", "prompt": "raw"},
             },
         },
     ]
-    args = settings_args(home / "data", home / "config.toml")
+    given_late = settings_args(home / "data", home / "config.toml", "America/New_York")
+    args = ["--data-dir", str(tmp_path / "wrong"), "--timezone", "Asia/Tokyo"]
+    args += ["mcp", "serve", *given_late]
 
     proc = subprocess.Popen(
-        [reeve_bin(), *args, "mcp", "serve"],
+        [reeve_bin(), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -606,9 +612,14 @@ def test_stdout_carries_only_protocol_messages(home, rows):
     assert set(by_id) == {1, 2, 3, 4}
     assert len(by_id[2]["result"]["tools"]) == len(TOOLS)
     assert by_id[3]["result"]["isError"] is True
-    assert by_id[4]["result"]["structuredContent"]["source"] == "mcp"
     assert proc.returncode == 0
     assert "Traceback" not in stderr
+    created = by_id[4]["result"]["structuredContent"]
+    assert created["source"] == "mcp"
+    assert (
+        pulse_row(rows, created["id"])["scheduled_at"] == "2031-07-01T10:45:00.000000Z"
+    )
+    assert not (tmp_path / "wrong").exists()
 
 
 def test_bad_config_reaches_the_model_as_tool_error(tmp_path):
@@ -625,28 +636,3 @@ def test_bad_config_reaches_the_model_as_tool_error(tmp_path):
         f"Error executing tool list_upcoming_pulses: Config file {config}"
     )
     assert "Traceback" not in bad.stderr()
-
-
-def test_serve_options_override_global_flags(home, rows, tmp_path):
-    """Settings given to `mcp serve` itself win over the ones before `mcp`."""
-    args = [
-        "--data-dir",
-        str(tmp_path / "wrong"),
-        "--timezone",
-        "Asia/Tokyo",
-        "mcp",
-        "serve",
-        "--data-dir",
-        str(home / "data"),
-        "--config",
-        str(home / "config.toml"),
-        "--timezone",
-        "America/New_York",
-    ]
-
-    with McpServer(args, bare_env(), tmp_path / "server.err") as running:
-        text, data = running.ok("schedule_pulse", when="2031-07-01 06:45", prompt="x")
-
-    assert pulse_row(rows, data["id"])["scheduled_at"] == "2031-07-01T10:45:00.000000Z"
-    assert not (tmp_path / "wrong").exists()
-    assert "2031-07-01 06:45:00 EDT (2031-07-01T10:45:00Z" in text
