@@ -4,6 +4,7 @@ import typer.main
 from typer._click import Context
 
 from reeve_cli.cli import app, build_command
+from reeve_cli.cli.lazy import Deferred, LazyGroup
 
 
 def eager_tree():
@@ -24,25 +25,34 @@ def test_every_deferred_group_builds_the_same_commands_and_params():
 
     for name, command in eager.commands.items():
         built = lazy.get_command(ctx, name)
-        assert type(built) is type(command), name
+        assert isinstance(built, type(command)), name
         assert built.get_short_help_str() == command.get_short_help_str()
         assert [p.name for p in built.params] == [p.name for p in command.params]
         sub_commands = getattr(command, "commands", {})
         assert list(getattr(built, "commands", {})) == list(sub_commands), name
+        sub_ctx = Context(built, parent=ctx)
         for sub_name, sub in sub_commands.items():
-            assert [p.opts for p in built.commands[sub_name].params] == [
-                p.opts for p in sub.params
-            ]
+            lazy_sub = built.commands[sub_name]
+            assert lazy_sub.get_short_help_str() == sub.get_short_help_str()
+            assert lazy_sub.hidden == sub.hidden
+            real = built.get_command(sub_ctx, sub_name)
+            assert type(real) is type(sub)
+            assert real.help == sub.help
+            assert [p.opts for p in real.params] == [p.opts for p in sub.params]
 
 
 def test_building_is_deferred_until_a_group_is_used():
     lazy = build_command()
     ctx = Context(lazy)
 
-    assert type(lazy.commands["pulse"]).__name__ == "_Deferred"
-    lazy.get_command(ctx, "pulse")
-    assert type(lazy.commands["pulse"]).__name__ == "TyperGroup"
-    assert type(lazy.commands["config"]).__name__ == "_Deferred"
+    assert type(lazy.commands["pulse"]) is Deferred
+    pulse = lazy.get_command(ctx, "pulse")
+    assert type(pulse) is LazyGroup
+    assert type(pulse.commands["list"]) is Deferred
+    pulse.get_command(Context(pulse, parent=ctx), "list")
+    assert type(pulse.commands["list"]).__name__ == "TyperCommand"
+    assert type(pulse.commands["add"]) is Deferred
+    assert type(lazy.commands["config"]) is Deferred
 
 
 def test_entry_point_help_lists_every_command(run_reeve):

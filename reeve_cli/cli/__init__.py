@@ -10,22 +10,16 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from reeve_cli import __version__
 from reeve_cli.cli import context
+from reeve_cli.cli.lazy import LazyGroup, TreeBuilder
 from reeve_cli.errors import ReeveError
 from reeve_cli.output import error
 
 
-class ReeveGroup(TyperGroup):
-    """Root group: one `Error:` line per `ReeveError`, sub-apps built on first use.
-
-    Typer turns every command into Click objects before running anything, and
-    that costs about 1 ms per parameter (it evaluates each annotation). `main`
-    instead leaves each sub-app as a `_Deferred` stub until it is looked up, so
-    `reeve --help` and `reeve pulse <TAB>` convert only what they show.
-    """
+class ReeveGroup(LazyGroup):
+    """Root group: one `Error:` line per `ReeveError`; commands built on use."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -34,77 +28,11 @@ class ReeveGroup(TyperGroup):
             error(exc.message)
             raise typer.Exit(exc.exit_code) from None
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = self.commands.get(cmd_name)
-        if isinstance(command, _Deferred):
-            command = self.commands[cmd_name] = command.build()
-        return command
-
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = [
-            (name, command)
-            for name, command in self.commands.items()
-            if not command.hidden
-        ]
-        if not rows:
-            return
-        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-        with formatter.section("Commands"):
-            formatter.write_dl(
-                [(name, command.get_short_help_str(limit)) for name, command in rows]
-            )
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
-        from typer._click.shell_completion import CompletionItem
-
-        items = [
-            CompletionItem(name, help=command.get_short_help_str())
-            for name, command in self.commands.items()
-            if name.startswith(incomplete) and not command.hidden
-        ]
-        return items + super(TyperGroup, self).shell_complete(ctx, incomplete)
-
-
-class _Deferred(TyperCommand):
-    """Stands in for a sub-app (name and short help) until it is used."""
-
-    def __init__(self, info: Any) -> None:
-        from typer.main import solve_typer_info_defaults, solve_typer_info_help
-
-        solved = solve_typer_info_defaults(info)
-        super().__init__(
-            name=solved.name,
-            help=solve_typer_info_help(info),
-            short_help=solved.short_help,
-            hidden=bool(solved.hidden),
-        )
-        self.info = info
-
-    def build(self) -> TyperGroup:
-        from typer.main import get_group_from_info
-
-        return get_group_from_info(
-            self.info,
-            pretty_exceptions_short=app.pretty_exceptions_short,
-            suggest_commands=app.suggest_commands,
-            rich_markup_mode=app.rich_markup_mode,
-        )
-
 
 def build_command() -> ReeveGroup:
-    """Return the root Click group with every named sub-app deferred."""
-    from typer.main import get_command
-
-    groups = list(app.registered_groups)
-    app.registered_groups = [info for info in groups if not info.name]
-    try:
-        root = get_command(app)
-        assert isinstance(root, ReeveGroup)
-    finally:
-        app.registered_groups = groups
-    for info in groups:
-        if info.name:
-            root.commands[info.name] = _Deferred(info)
+    """Return the root Click group with every command deferred until used."""
+    root = TreeBuilder(app).root(app)
+    assert isinstance(root, ReeveGroup)
     return root
 
 
