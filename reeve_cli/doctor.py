@@ -334,6 +334,43 @@ def check_mcp(settings: Settings) -> Check:
     )
 
 
+def _unit_identity(text: str) -> list[str]:
+    """The lines that tie a unit to an installation: program and Reeve paths."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(("ExecStart=", 'Environment="REEVE_', "EnvironmentFile="))
+    ]
+
+
+def check_units(settings: Settings) -> Check:
+    """Warn when installed units point at another `reeve` or other paths."""
+    from reeve_cli.service import (
+        DAEMON_UNIT,
+        default_unit_dir,
+        plan_from_settings,
+        render_daemon,
+    )
+
+    for mode in ("user", "system"):
+        installed = default_unit_dir(mode) / DAEMON_UNIT
+        if not installed.is_file():
+            continue
+        plan = plan_from_settings(settings, mode)
+        if _unit_identity(installed.read_text()) != _unit_identity(render_daemon(plan)):
+            return Check(
+                "systemd units",
+                "warn",
+                f"{installed} was written for another installation or settings",
+                f"reeve install-service --{mode}, then "
+                f"systemctl{' --user' if mode == 'user' else ''} daemon-reload",
+            )
+        return Check("systemd units", "ok", f"{installed} matches this installation")
+    return Check(
+        "systemd units", "ok", "not installed (optional): reeve install-service"
+    )
+
+
 def _get_me(settings: Settings) -> str | None:
     """Ask the Bot API who the bot is; return an error text or None."""
     parts = urlsplit(settings.telegram_api_url)
@@ -415,6 +452,7 @@ def run_checks(
         lambda: check_agent(settings, env),
         lambda: check_desk(settings),
         lambda: check_mcp(settings),
+        lambda: check_units(settings),
         lambda: check_telegram(settings, online),
     ]
     for step in steps:

@@ -59,6 +59,7 @@ def test_healthy_installation_passes(cli, healthy):
         "agent": "ok",
         "desk": "ok",
         "mcp": "ok",
+        "systemd units": "ok",
         "telegram": "ok",
     }
     assert states["agent"]["detail"] == f"{healthy}: fake-agent 1.2.3"
@@ -348,3 +349,21 @@ def test_real_daemon_is_reachable(cli, healthy):
         "detail": f"running (pid {daemon.pid}) at {daemon.api_url}",
         "fix": None,
     }
+
+
+def test_installed_units_of_another_installation_are_flagged(
+    cli, healthy, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert cli("install-service", "--user").exit_code == 0
+    _, _, current = doctor_json(cli)
+    monkeypatch.setenv("REEVE_DESK", str(tmp_path / "home"))
+
+    result, _, moved = doctor_json(cli)
+
+    assert current["systemd units"]["state"] == "ok"
+    assert result.exit_code == 0
+    assert moved["systemd units"]["state"] == "warn"
+    assert moved["systemd units"]["fix"] == (
+        "reeve install-service --user, then systemctl --user daemon-reload"
+    )
