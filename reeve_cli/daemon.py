@@ -171,6 +171,8 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._last_status = 0.0
+        self._kick_pending = False
+        self._sync_pending = True
         self._server: Any = None
         self._app: Any = None
 
@@ -234,14 +236,39 @@ class Daemon:
         self.on_rows_changed()
 
     def on_rows_changed(self) -> None:
-        """Dispatch what is due, re-arm the pulse timer, mirror schedules."""
+        """Dispatch what is due, re-arm the pulse timer, mirror schedules.
+
+        Calls within one turn of the event loop collapse into one pass, so a
+        burst of finished attempts costs one claim transaction, not one each.
+        """
+        self._sync_pending = True
+        self._kick()
+
+    def _on_attempt_done(self) -> None:
+        # Schedules did not change (a pause by the dispatcher reaches the
+        # watcher like any other commit), so only dispatch and re-arm.
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._kick_pending or self._loop is None:
+            return
+        self._kick_pending = True
+        self._loop.call_soon(self._react)
+
+    def _react(self) -> None:
+        self._kick_pending = False
         if self.dispatcher is None or self.clock is None or self._stop.is_set():
             return
         now = utcnow()
-        self.dispatcher.dispatch(now)
-        self.clock.rearm(now)
-        self.clock.sync_schedules()
-        self._status_line()
+        try:
+            self.dispatcher.dispatch(now)
+            self.clock.rearm(now)
+            if self._sync_pending:
+                self._sync_pending = False
+                self.clock.sync_schedules()
+            self._status_line()
+        except Exception:
+            logger.exception("Daemon pass failed; the next change or wake-up retries")
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -306,7 +333,7 @@ class Daemon:
             db,
             executor_for=self.executor_for,
             alert=self._alert,
-            on_change=self.on_rows_changed,
+            on_change=self._on_attempt_done,
         )
         self.clock = PulseClock(settings, db, self)
         self.clock.start()

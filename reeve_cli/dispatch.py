@@ -21,7 +21,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,14 +73,23 @@ class Claimed:
     lane: str
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What `_record` wrote for one finished attempt."""
+
+    pulse: Pulse
+    attempt: Attempt
+    took: float
+    retry_at: datetime | None
+    paused: Schedule | None
+
+
 @dataclass(slots=True)
 class DispatchStats:
     claimed: int = 0
     completed: int = 0
     failed: int = 0
     retried: int = 0
-    claim_order: list[int] = field(default_factory=list)
-    record_order: bool = False
 
 
 def _json(value: Any) -> str:
@@ -112,6 +121,9 @@ class Dispatcher:
         self.busy_sessions: dict[str, int] = {}
         self.stopping = False
         self.stats = DispatchStats()
+        self._done: list[tuple[Running, AttemptResult]] = []
+        self._pids: list[Running] = []
+        self._flush_scheduled = False
         self._executor_for = executor_for or self._plugin_executor
         self._alert = alert or (lambda kind, message: None)
         self._on_change = on_change or (lambda: None)
@@ -138,6 +150,7 @@ class Dispatcher:
         Returns:
             How many pulses were claimed.
         """
+        self.flush()
         if self.stopping:
             return 0
         now = now or utcnow()
@@ -234,20 +247,21 @@ class Dispatcher:
             )
             claimed = []
             for pulse in pulses:
-                number = _next_number(conn, pulse.id)
                 lateness = (now - pulse.scheduled_at).total_seconds()
                 attempt_rows = conn.execute(
                     "INSERT INTO attempts (pulse_id, number, status, started_at, "
-                    "lateness_s, daemon_pid) VALUES (:pulse_id, :number, 'running', "
-                    ":now, :late, :daemon_pid) RETURNING id",
+                    "lateness_s, daemon_pid) SELECT :pulse_id, "
+                    "COALESCE(MAX(number), 0) + 1, 'running', :now, :late, "
+                    ":daemon_pid FROM attempts WHERE pulse_id = :pulse_id "
+                    "RETURNING id, number",
                     {
                         "pulse_id": pulse.id,
-                        "number": number,
                         "now": stamp,
                         "late": max(0.0, lateness),
                         "daemon_pid": os.getpid(),
                     },
                 )
+                number = int(attempt_rows[0]["number"])
                 attempt_id = int(attempt_rows[0]["id"])
                 store.record_event(
                     conn,
@@ -272,8 +286,6 @@ class Dispatcher:
             late,
         )
         self.stats.claimed += 1
-        if self.stats.record_order:
-            self.stats.claim_order.append(pulse.id)
         entry = Running(
             pulse, item.attempt_id, item.number, item.lane, time.monotonic()
         )
@@ -324,36 +336,78 @@ class Dispatcher:
                 result = AttemptResult(
                     ok=False, exit_code=None, error=message, transient=transient
                 )
-            self._finish(entry, result)
-        finally:
-            self.running.pop(pulse.id, None)
-            if (
-                pulse.session_id
-                and self.busy_sessions.get(pulse.session_id) == pulse.id
-            ):
-                del self.busy_sessions[pulse.session_id]
-            if not self.stopping:
-                self._on_change()
+            self._done.append((entry, result))
+            self._schedule_flush()
+        except asyncio.CancelledError:
+            self._release(entry)
+            raise
+
+    def _release(self, entry: Running) -> None:
+        pulse = entry.pulse
+        self.running.pop(pulse.id, None)
+        if pulse.session_id and self.busy_sessions.get(pulse.session_id) == pulse.id:
+            del self.busy_sessions[pulse.session_id]
 
     def _on_pid(self, entry: Running, pid: int) -> None:
         entry.pid = pid
-        with self.db.transaction(write=True) as conn:
-            conn.execute(
-                "UPDATE attempts SET pid = :pid WHERE id = :id",
-                {"pid": pid, "id": entry.attempt_id},
+        self._pids.append(entry)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_and_notify)
+
+    def _flush_and_notify(self) -> None:
+        self._flush_scheduled = False
+        if self.flush() and not self.stopping:
+            self._on_change()
+
+    def flush(self) -> int:
+        """Write agent pids and finished attempts, all in one transaction.
+
+        Attempts that end in the same turn of the event loop share one commit;
+        their slots and session locks are released only once it is written.
+
+        Returns:
+            How many finished attempts were written.
+        """
+        pids, self._pids = self._pids, []
+        done, self._done = self._done, []
+        if not pids and not done:
+            return 0
+        try:
+            with self.db.transaction(write=True) as conn:
+                for entry in pids:
+                    conn.execute(
+                        "UPDATE attempts SET pid = :pid WHERE id = :id",
+                        {"pid": entry.pid, "id": entry.attempt_id},
+                    )
+                outcomes = [self._record(conn, e, r) for e, r in done]
+        except Exception:
+            logger.exception(
+                "Recording %d finished attempt(s) failed; retrying", len(done)
             )
+            self._pids[:0], self._done[:0] = pids, done
+            loop = asyncio.get_running_loop()
+            loop.call_later(1.0, self._schedule_flush)
+            return 0
+        for (entry, result), outcome in zip(done, outcomes, strict=True):
+            self._release(entry)
+            self._after(entry, result, outcome)
+        return len(done)
 
     # Outcomes ----------------------------------------------------------------
 
-    def _finish(self, entry: Running, result: AttemptResult) -> None:
+    def _record(
+        self, conn: Connection, entry: Running, result: AttemptResult
+    ) -> Outcome:
+        """Write one attempt's outcome on the attempt row and on its pulse."""
         pulse = entry.pulse
         now = utcnow()
         took = result.duration_s
         if took is None:
             took = time.monotonic() - entry.started
-        late = max(
-            0.0, ((pulse.started_at or now) - pulse.scheduled_at).total_seconds()
-        )
         status = "completed" if result.ok else "failed"
         retry_at: datetime | None = None
         if not result.ok and result.transient and pulse.attempt <= pulse.max_retries:
@@ -372,52 +426,54 @@ class Dispatcher:
             "took": took,
             "usage": _json(result.usage) if result.usage else None,
         }
-        with self.db.transaction(write=True) as conn:
-            conn.execute(
-                "UPDATE attempts SET status = :status, finished_at = :now, "
-                "duration_s = :took, exit_code = :exit_code, error = :error, "
-                "session_id = :session, cost_usd = :cost, usage = :usage "
-                "WHERE id = :attempt_id",
-                dict(common, status=status, attempt_id=entry.attempt_id),
+        attempt_row = conn.execute(
+            "UPDATE attempts SET status = :status, finished_at = :now, "
+            "duration_s = :took, exit_code = :exit_code, error = :error, "
+            "session_id = :session, cost_usd = :cost, usage = :usage "
+            "WHERE id = :attempt_id RETURNING *",
+            dict(common, status=status, attempt_id=entry.attempt_id),
+        )[0]
+        outcome_sql = (
+            "updated_at = :now, error = :error, exit_code = :exit_code, "
+            "output_tail = :tail, result_session_id = :session, "
+            "result_text = :text, cost_usd = :cost, duration_s = :took, "
+            "usage = :usage WHERE id = :id RETURNING *"
+        )
+        if retry_at is not None:
+            rows = conn.execute(
+                "UPDATE pulses SET status = 'pending', scheduled_at = :retry_at, "
+                + outcome_sql,
+                dict(common, retry_at=db_time(retry_at)),
             )
-            if retry_at is not None:
-                rows = conn.execute(
-                    "UPDATE pulses SET status = 'pending', scheduled_at = :retry_at, "
-                    "updated_at = :now, error = :error, exit_code = :exit_code, "
-                    "output_tail = :tail, result_session_id = :session, "
-                    "result_text = :text, cost_usd = :cost, duration_s = :took, "
-                    "usage = :usage WHERE id = :id RETURNING *",
-                    dict(common, retry_at=db_time(retry_at)),
-                )
-                event = "pulse.retrying"
-            else:
-                rows = conn.execute(
-                    "UPDATE pulses SET status = :status, finished_at = :now, "
-                    "updated_at = :now, error = :error, exit_code = :exit_code, "
-                    "output_tail = :tail, result_session_id = :session, "
-                    "result_text = :text, cost_usd = :cost, duration_s = :took, "
-                    "usage = :usage WHERE id = :id RETURNING *",
-                    dict(common, status=status),
-                )
-                event = f"pulse.{status}"
-            stored = Pulse.from_row(rows[0])
-            store.record_event(
-                conn,
-                event,
-                pulse=stored,
-                data={"attempt": entry.number, "retry_at": iso_utc(retry_at)},
+            event = "pulse.retrying"
+        else:
+            rows = conn.execute(
+                "UPDATE pulses SET status = :status, finished_at = :now, "
+                + outcome_sql,
+                dict(common, status=status),
             )
-            attempt_row = conn.execute(
-                "SELECT * FROM attempts WHERE id = :id", {"id": entry.attempt_id}
-            )[0]
-            paused = None
-            if stored.schedule_name and retry_at is None:
-                paused = self._schedule_outcome(conn, stored, result.ok)
+            event = f"pulse.{status}"
+        stored = Pulse.from_row(rows[0])
+        store.record_event(
+            conn,
+            event,
+            pulse=stored,
+            data={"attempt": entry.number, "retry_at": iso_utc(retry_at)},
+        )
+        paused = None
+        if stored.schedule_name and retry_at is None:
+            paused = self._schedule_outcome(conn, stored, result.ok)
+        return Outcome(stored, Attempt.from_row(attempt_row), took, retry_at, paused)
 
-        self._log_outcome(stored, entry, result, took, late, retry_at)
+    def _after(self, entry: Running, result: AttemptResult, outcome: Outcome) -> None:
+        """Log, count, alert and call plugins once an outcome is written."""
+        stored = outcome.pulse
+        claimed_at = entry.pulse.started_at or stored.updated_at
+        late = max(0.0, (claimed_at - entry.pulse.scheduled_at).total_seconds())
+        self._log_outcome(stored, entry, result, outcome.took, late, outcome.retry_at)
         if result.ok:
             self.stats.completed += 1
-        elif retry_at is not None:
+        elif outcome.retry_at is not None:
             self.stats.retried += 1
         else:
             self.stats.failed += 1
@@ -426,14 +482,15 @@ class Dispatcher:
                 f"Pulse {stored.id} failed after {stored.attempt} attempt(s): "
                 f"{result.error or 'unknown error'}",
             )
-        if paused is not None:
+        if outcome.paused is not None:
+            paused = outcome.paused
             self._alert(
                 "schedule_paused",
                 f"Schedule {paused.name} paused after {paused.failure_streak} "
                 "failed pulses in a row; 'reeve schedule resume "
                 f"{paused.name}' starts it again",
             )
-        self._hook(stored, Attempt.from_row(attempt_row))
+        self._hook(stored, outcome.attempt)
 
     def _schedule_outcome(
         self, conn: Connection, pulse: Pulse, ok: bool
@@ -563,18 +620,12 @@ class Dispatcher:
             return
         logger.info("Waiting up to %.0fs for %d running attempt(s)", grace, len(tasks))
         _, pending = await asyncio.wait(tasks, timeout=grace)
+        self.flush()
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _next_number(conn: Connection, pulse_id: int) -> int:
-    rows = conn.execute(
-        "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM attempts WHERE pulse_id = :id",
-        {"id": pulse_id},
-    )
-    return int(rows[0]["n"])
+        self.flush()
 
 
 # Crash recovery -------------------------------------------------------------

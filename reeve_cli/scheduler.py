@@ -83,6 +83,8 @@ class PulseClock:
         self.armed_for: datetime | None = None
         self._armed_text: str | None = None
         self._schedules: dict[str, tuple[str, bool]] = {}
+        self._schedules_loaded = False
+        self._schedules_seen: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle -------------------------------------------------------------
@@ -190,8 +192,16 @@ class PulseClock:
         from reeve_cli import store
         from reeve_cli.schedule import make_trigger
 
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) AS n, MAX(updated_at) AS changed FROM schedules"
+            )[0]
+        seen = (row["n"], row["changed"])
+        if seen == self._schedules_seen:
+            return  # nothing changed since the last sync
         wanted = {s.name: s for s in store.list_schedules(self.db)}
-        if not self._schedules:  # first sync: read what the job table holds
+        if not self._schedules_loaded:  # first sync: read what the job table holds
+            self._schedules_loaded = True
             for job in self.scheduler.get_jobs():
                 if job.id.startswith(SCHEDULE_JOB_PREFIX):
                     name = job.id[len(SCHEDULE_JOB_PREFIX) :]
@@ -229,6 +239,7 @@ class PulseClock:
                 self.scheduler.resume_job(job_id)
                 known = (signature, False)
             self._schedules[name] = known
+        self._schedules_seen = seen
 
     def next_schedule_fire(self, name: str) -> datetime | None:
         job = self.scheduler.get_job(SCHEDULE_JOB_PREFIX + name)

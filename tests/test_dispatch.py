@@ -84,7 +84,6 @@ async def drain(dispatcher):
 async def test_claims_follow_priority_then_time_then_id(monkeypatch, db):
     executor = FakeExecutor()
     dispatcher = make(monkeypatch, db, executor, max_concurrent=1)
-    dispatcher.stats.record_order = True
     low = add(db, "low", priority="low", ago=300)
     late = add(db, "normal late", ago=10)
     early = add(db, "normal early", ago=20)
