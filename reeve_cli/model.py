@@ -90,7 +90,9 @@ def db_time(moment: datetime) -> str:
 def parse_db_time(text: str | None) -> datetime | None:
     if text is None:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the fixed-width form (with its Z) ~10x faster than
+    # strptime; the daemon parses several times per attempt.
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:
