@@ -7,6 +7,7 @@ test tags its pulses so tests do not see each other's rows.
 import json
 import sqlite3
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -636,3 +637,27 @@ def test_bad_config_reaches_the_model_as_tool_error(tmp_path):
         f"Error executing tool list_upcoming_pulses: Config file {config}"
     )
     assert "Traceback" not in bad.stderr()
+
+
+def test_start_up_imports_no_heavy_library_beyond_the_sdk(home, rows):
+    """Start-up is spawn to tool list: no scheduler, ORM, bot or date parser."""
+    args = settings_args(home / "data", home / "config.toml") + ["mcp", "serve"]
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", reeve_bin(), *args],
+        input="",  # end of input at once: the server starts, then exits
+        capture_output=True,
+        text=True,
+        env=bare_env(PATH="/usr/bin:/bin"),
+        timeout=60,
+    )
+
+    names = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"mcp", "reeve_cli"} <= names
+    heavy = {"apscheduler", "sqlalchemy", "alembic", "telebot", "dateparser", "pluggy"}
+    assert names & heavy == set()
