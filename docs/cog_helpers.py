@@ -97,7 +97,6 @@ def settings_table() -> str:
         if setting.secret:
             meaning += " Secret: masked in `reeve config show`, never logged."
         rows.append(
-            f"| `{setting.name}` | `{setting.env}` | {_default(setting)} "
-            f"| {meaning} |"
+            f"| `{setting.name}` | `{setting.env}` | {_default(setting)} | {meaning} |"
         )
     return "\n".join(rows) + "\n"
