@@ -139,6 +139,12 @@ async def load(
     return latencies, statuses, elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -173,9 +179,11 @@ def main() -> None:
             for name, method, path, payload in cases:
                 request = build_request(method, path, host, token, payload)
                 asyncio.run(load(host, port, request, 1.0, args.connections))  # warm-up
+                cpu_before = cpu_seconds(proc.pid)
                 latencies, statuses, elapsed = asyncio.run(
                     load(host, port, request, args.seconds, args.connections)
                 )
+                cpu = (cpu_seconds(proc.pid) - cpu_before) / len(latencies) * 1000
                 rows.append(
                     (
                         name,
@@ -183,6 +191,7 @@ def main() -> None:
                         statistics.median(latencies) * 1000,
                         percentile(latencies, 0.99) * 1000,
                         max(latencies) * 1000,
+                        cpu,
                         statuses,
                     )
                 )
@@ -193,12 +202,14 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    header = "| request | req/s | p50 ms | p99 ms | max ms | statuses |"
+    header = (
+        "| request | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | statuses |"
+    )
     print(header)
-    print("|---|---:|---:|---:|---:|---|")
-    for name, rate, p50, p99, worst, statuses in rows:
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, rate, p50, p99, worst, cpu, statuses in rows:
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
-        figures = f"{rate:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f}"
+        figures = f"{rate:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {cpu:.2f}"
         print(f"| `{name}` | {figures} | {shown} |")
     server = "uvicorn with the app only" if args.app_only else "reeve daemon"
     print(
