@@ -81,7 +81,7 @@ class DaemonLock:
         host = owner.get("host", "unknown")
         return (
             f"Another Reeve daemon is running for this database (pid {pid} on host "
-            f"{host}); stop it first, e.g. 'systemctl --user stop reeve'"
+            f"{host}); stop it first, e.g. 'systemctl --user stop reeve-daemon'"
         )
 
     def release(self) -> None:

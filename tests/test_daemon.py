@@ -263,7 +263,7 @@ def test_second_daemon_exits_4_naming_the_first(daemon, run_reeve):
     host = socket.gethostname()
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: Another Reeve daemon is running for this database (pid {first.pid} "
-        f"on host {host}); stop it first, e.g. 'systemctl --user stop reeve'"
+        f"on host {host}); stop it first, e.g. 'systemctl --user stop reeve-daemon'"
     )
 
 
