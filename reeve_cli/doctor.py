@@ -292,7 +292,7 @@ def check_executor(settings: Settings) -> Check:
         return Check("executor", "warn", "plugin system not available")
     except ReeveError as exc:
         return Check("executor", "fail", exc.message, "reeve plugins list")
-    return Check("executor", "ok", f"'{settings.executor}' is installed")
+    return Check("executor", "ok", f"plugin '{settings.executor}' is installed")
 
 
 def check_desk(settings: Settings) -> Check:

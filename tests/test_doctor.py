@@ -85,6 +85,7 @@ def test_human_output_is_a_checklist_with_fixes(cli, healthy, settings):
     assert lines[0].startswith("✓ config")
     assert f"✗ data dir       {settings.data_path} is 0755; others can read it" in lines
     assert f"fix: chmod 700 {settings.data_path}" in result.stdout
+    assert result.stderr == "1 problem, 1 warning\n"
 
 
 @pytest.mark.parametrize(

@@ -54,5 +54,11 @@ def doctor(
             if check.fix:
                 fix = Text(f"  {'':<{width}}  fix: {check.fix}", style=colour)
                 out.print(fix, soft_wrap=True)
+        problems = sum(c.state == "fail" for c in checks)
+        warnings = sum(c.state == "warn" for c in checks)
+        output.note(
+            f"{problems} problem{'s' * (problems != 1)}, "
+            f"{warnings} warning{'s' * (warnings != 1)}"
+        )
     if failed:
         raise typer.Exit(1)
