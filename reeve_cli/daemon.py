@@ -371,6 +371,9 @@ class Daemon:
                 yield
 
         assert self.db is not None
+        from reeve_cli.logs import add_secrets
+
+        add_secrets([api.ensure_api_token(self.settings)])
         self._app = api.create_app(self.settings, self.db, self)
         config = uvicorn.Config(
             self._app,

@@ -305,6 +305,11 @@ def test_status_reports_running_daemon(daemon, run_reeve, db):
     assert state["daemon"]["api_url"] == handle.api_url
     assert state["counts"]["pending"] == 1
     assert state["next_due"]["prompt"] == "later"
+    human = run_reeve("status")
+    assert human.returncode == 0
+    assert f"running (pid {handle.pid} on {socket.gethostname()}" in human.stdout
+    assert f"api:      {handle.api_url}" in human.stdout
+    assert "1 pending" in human.stdout and "(in 59m" in human.stdout
 
 
 def test_status_exits_3_when_daemon_is_down(cli):

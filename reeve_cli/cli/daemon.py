@@ -90,9 +90,10 @@ def status(
         out.append("pulses:   " + ", ".join(f"{counts[k]} {k}" for k in counts))
         out.append(f"schedules: {state['schedules']}")
         for pulse in state["running"]:
+            since = _parse(pulse["started_at"]) if pulse["started_at"] else None
             out.append(
                 f"running:  pulse {pulse['id']} ({pulse['priority']}) since "
-                f"{pulse['started_at']}"
+                + output.local_time(since, zone, now)
             )
         if state["next_due"]:
             nxt = state["next_due"]
