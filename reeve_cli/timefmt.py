@@ -57,6 +57,7 @@ _RELATIVE = re.compile(r"^(?:in\s+|\+\s*)(.+)$")
 _CLOCK = re.compile(
     r"^(?:at\s+)?(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?$"
 )
+_CLOCK_IN_PHRASE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _EPOCH = re.compile(r"^@?(\d{9,11})(\.\d+)?$")
 
 
@@ -70,13 +71,16 @@ def parse_duration(text: str) -> timedelta:
     if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
         return timedelta(seconds=float(cleaned))
     if not cleaned or not _DURATION.match(cleaned):
-        raise InvalidTime(f"Cannot read duration '{text}'; use {DURATION_FORMS}")
+        raise InvalidTime(
+            f"Cannot read duration '{_shown(text)}'; use {DURATION_FORMS}"
+        )
 
     seconds = 0.0
     for amount, unit in _DURATION_PART.findall(cleaned):
         if unit not in _UNITS:
             raise InvalidTime(
-                f"Unknown unit '{unit}' in duration '{text}'; use {DURATION_FORMS}"
+                f"Unknown unit '{unit}' in duration '{_shown(text)}'; "
+                f"use {DURATION_FORMS}"
             )
         seconds += float(amount) * _UNITS[unit]
     return timedelta(seconds=seconds)
@@ -143,7 +147,7 @@ def _parse_natural(text: str, now_local: datetime, zone: tzinfo) -> datetime | N
     parsed: datetime | None = dateparser.parse(
         text, languages=["en"], settings=settings
     )
-    if parsed is None:
+    if parsed is None or not _keeps_clock(text, parsed):
         return None
     if parsed.tzinfo is not None:  # the text named its own zone or offset
         return parsed.astimezone(UTC)
@@ -155,6 +159,24 @@ def _duration_or_none(text: str) -> timedelta:
         return parse_duration(text)
     except InvalidTime:
         raise ValueError(text) from None  # parse_when names every accepted form
+
+
+def _keeps_clock(text: str, parsed: datetime) -> bool:
+    """Check that a clock time in the phrase survived parsing.
+
+    dateparser drops what it cannot read: 'tomorrow 25:00' would come back as
+    tomorrow at the current time. Such a result is refused, not guessed.
+    """
+    for hour, minute in _CLOCK_IN_PHRASE.findall(text):
+        if int(hour) % 12 != parsed.hour % 12 or int(minute) != parsed.minute:
+            return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """Echo user text in an error: one line, printable, at most 60 characters."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned if len(cleaned) <= 60 else cleaned[:59] + "…"
 
 
 def _parse(text: str, now: datetime, zone: tzinfo) -> datetime | None:
@@ -209,13 +231,13 @@ def parse_when(
         moment = None
     if moment is None:
         raise InvalidTime(
-            f"Cannot read time '{text}'; use {ACCEPTED_FORMS}", field=field
+            f"Cannot read time '{_shown(text)}'; use {ACCEPTED_FORMS}", field=field
         )
 
     if not allow_past and moment < now - PAST_TOLERANCE:
         shown = format_local(moment, zone)
         raise InvalidTime(
-            f"Time '{text}' ({shown}) is in the past; give a future time, "
+            f"Time '{_shown(text)}' ({shown}) is in the past; give a future time, "
             "or --allow-past to run it as soon as possible",
             field=field,
         )

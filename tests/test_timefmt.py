@@ -178,6 +178,35 @@ def test_unreadable_time_names_the_accepted_forms(text):
     assert caught.value.message == f"Cannot read time '{text}'; use {ACCEPTED_FORMS}"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("tomorrow 25:00", id="bad-clock-in-phrase"),
+        pytest.param("next monday 14:75", id="bad-minutes-in-phrase"),
+    ],
+)
+def test_phrase_whose_clock_time_is_dropped_is_refused(text):
+    """dateparser ignores '25:00' and returns 'tomorrow, now'; that is not kept."""
+    with pytest.raises(InvalidTime) as caught:
+        parse_when(text, BERLIN, now=NOW)
+
+    assert caught.value.message == f"Cannot read time '{text}'; use {ACCEPTED_FORMS}"
+
+
+def test_phrase_with_pm_clock_is_kept():
+    result = parse_when("tomorrow at 9:30pm", BERLIN, now=NOW)
+
+    assert result == utc(2026, 12, 4, 20, 30)
+
+
+def test_error_echo_is_one_short_printable_line():
+    with pytest.raises(InvalidTime) as caught:
+        parse_when("x\n\x00" + "y" * 100, BERLIN, now=NOW)
+
+    echoed = caught.value.message.split("'")[1]
+    assert echoed == "x??" + "y" * 56 + "…"
+
+
 @pytest.mark.parametrize("text", ["", "   "])
 def test_empty_time_is_refused(text):
     with pytest.raises(InvalidTime) as caught:
