@@ -46,7 +46,11 @@ def ensure_api_token(settings: Settings) -> str:
         # link() fails if another process created the file first: theirs wins.
         os.link(temporary, path)
     except FileExistsError:
-        token = read_api_token(settings) or token
+        existing = read_api_token(settings)
+        if existing is None:  # an empty file: replace it
+            os.replace(temporary, path)
+        else:
+            token = existing
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -93,6 +93,16 @@ def test_token_file_is_created_private_once(settings):
     assert stat.S_IMODE(settings.data_path.stat().st_mode) == 0o700
 
 
+def test_empty_token_file_is_replaced_by_a_new_token(settings):
+    settings.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.api_token_path.write_text("\n")
+
+    token = ensure_api_token(settings)
+
+    assert token and read_api_token(settings) == token
+    assert stat.S_IMODE(settings.api_token_path.stat().st_mode) == 0o600
+
+
 def test_read_token_does_not_create_the_file(settings):
     assert read_api_token(settings) is None
 
