@@ -137,7 +137,7 @@ def test_resume_current_session_without_recorded_session_is_refused(
     pulse, attempt_id = env_pulse
     with db.transaction(write=True) as conn:
         conn.execute(
-            "UPDATE attempts SET log_path = :path WHERE id = :id",
+            "UPDATE attempts SET log_path = :path, session_id = NULL WHERE id = :id",
             {"path": str(home / "missing.log"), "id": attempt_id},
         )
 
@@ -159,7 +159,7 @@ def test_resume_current_session_uses_session_from_attempt_log(
     write_init_log(log, "sess-from-init")
     with db.transaction(write=True) as conn:
         conn.execute(
-            "UPDATE attempts SET log_path = :path WHERE id = :id",
+            "UPDATE attempts SET log_path = :path, session_id = NULL WHERE id = :id",
             {"path": str(log), "id": attempt_id},
         )
 
