@@ -41,8 +41,13 @@ class Connection(Protocol):
 
 
 def sqlite_path(url: str) -> Path | None:
-    """Return the file path of a `sqlite:///` URL, or None for other databases."""
-    if not url.startswith("sqlite"):
+    """Return the file path of a `sqlite:///` URL, or None for other databases.
+
+    Only the plain `sqlite:///` form takes the standard-library fast path; a URL
+    naming a driver (`sqlite+pysqlite:///...`, `postgresql+psycopg://...`) goes
+    through SQLAlchemy.
+    """
+    if not url.startswith("sqlite:"):
         return None
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
@@ -183,6 +188,11 @@ class Database:
 
     def current_revision(self) -> str | None:
         """Return the schema revision stamped in the database, or None if empty."""
+        if not self.is_sqlite:
+            from sqlalchemy import inspect
+
+            if not inspect(self.engine()).has_table("alembic_version"):
+                return None
         with self.transaction() as conn:
             if self.is_sqlite:
                 found = conn.execute(

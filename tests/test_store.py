@@ -363,3 +363,27 @@ def test_same_keys_from_racing_processes_create_one_pulse_each(db, tmp_path):
     assert count_rows(db) == 20
     assert all(ids == outputs[0] for ids in outputs)
     assert len(set(outputs[0])) == 20
+
+
+def test_store_works_through_sqlalchemy_for_other_database_urls(tmp_path):
+    """A URL naming a driver takes the SQLAlchemy path that PostgreSQL would use."""
+    from reeve_cli.db import open_database
+
+    db = open_database(f"sqlite+pysqlite:///{tmp_path}/sa.db")
+    assert not db.is_sqlite
+
+    first, created = store.add_pulse(
+        db, prompt="one", scheduled_at=LATER, tags=["x"], idempotency_key="k"
+    )
+    again, created_again = store.add_pulse(
+        db, prompt="two", scheduled_at=LATER, idempotency_key="k"
+    )
+    second = add(db, "second", priority="critical")
+    cancelled = store.cancel_pulses(db, [first.id])
+
+    assert created and not created_again and again == first
+    assert [p.id for p in store.list_pulses(db)] == [second.id]
+    assert [p.id for p in store.list_pulses(db, statuses=None, tag="x")] == [first.id]
+    assert cancelled[0].status is Status.CANCELLED
+    assert db.current_revision() == "0001"
+    db.close()
