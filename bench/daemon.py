@@ -142,7 +142,7 @@ def scenario_latency(count):
             tmp,
             REEVE_EXECUTOR="command",
             REEVE_AGENT_COMMAND=str(agent),
-            REEVE_MAX_CONCURRENT=4,
+            REEVE_MAX_CONCURRENT=8,
         )
         settings, db = open_db(env)
         proc, _ = start(env)
