@@ -291,6 +291,8 @@ class Daemon:
 
         settings = self.settings
         ensure_data_dir(settings)
+        # A stop requested while starting is honoured once start-up is done.
+        self._install_signals()
         api = _api_module() if self.serve_api else None
         sock = None
         if api is not None:
@@ -341,7 +343,6 @@ class Daemon:
         if api is not None and sock is not None:
             await self._start_api(api, sock)
         self._write_info()
-        self._install_signals()
         self.on_rows_changed()
 
         counts = store.count_by_status(db)
