@@ -274,6 +274,18 @@ def test_list_human_table_shows_local_time_and_escapes_user_text(cli):
     ]  # fmt: skip
 
 
+def test_list_says_when_the_limit_cut_it(cli):
+    for name in ("one", "two", "three"):
+        add_json(cli, name)
+
+    cut = cli("pulse", "list", "--limit", "2")
+    whole = cli("pulse", "list", "--limit", "3")
+
+    assert cut.stderr == "Showing the first 2; raise --limit to see more\n"
+    assert len(cut.stdout.splitlines()) == 4
+    assert whole.stderr == ""
+
+
 def test_list_bad_status(cli):
     result = cli("pulse", "list", "--status", "bogus")
 

@@ -278,13 +278,21 @@ def pulse_list(
     from reeve_cli.model import Status
 
     statuses = None if all_ else [Status.parse(s) for s in (status or ["pending"])]
+    # One row more than shown tells whether the limit cut the list.
     pulses = store.list_pulses(
-        context.database(), statuses=statuses, tag=tag, priority=priority, limit=limit
+        context.database(),
+        statuses=statuses,
+        tag=tag,
+        priority=priority,
+        limit=limit + 1,
     )
+    more, pulses = len(pulses) > limit, pulses[:limit]
     if json_:
         output.emit_json([p.to_dict() for p in pulses])
         return
     _table(pulses, empty="No pulses; add one with 'reeve pulse add'")
+    if more:
+        output.note(f"Showing the first {limit}; raise --limit to see more")
 
 
 @app.command("show")
