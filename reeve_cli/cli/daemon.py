@@ -21,8 +21,10 @@ def daemon() -> None:
     readiness with sd_notify (Type=notify).
 
     Examples:
-      reeve daemon
-      REEVE_MAX_CONCURRENT=2 reeve daemon
+
+        reeve daemon
+
+        REEVE_MAX_CONCURRENT=2 reeve daemon
     """
     from reeve_cli.errors import ReeveError, StartupError
 
@@ -62,8 +64,10 @@ def status(
     Exits with status 3 when the daemon is not running (LSB convention).
 
     Examples:
-      reeve status
-      reeve status --json | jq .counts
+
+        reeve status
+
+        reeve status --json | jq .counts
     """
     from reeve_cli.model import utcnow
     from reeve_cli.status import collect_status

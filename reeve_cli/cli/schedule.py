@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-NameArg = Annotated[str, typer.Argument(help="The schedule's name.")]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
 
 
 def _rule(schedule: Any) -> str:
@@ -47,40 +47,65 @@ def _with_next(schedule: Any, n: int = 3) -> dict[str, Any]:
 def schedule_add(
     name: NameArg,
     prompt: Annotated[
-        str, typer.Argument(help="What the agent should do; '-' reads stdin.")
+        str,
+        typer.Argument(
+            metavar="PROMPT", help="What the agent should do; '-' reads stdin."
+        ),
     ],
     cron: Annotated[
         str | None,
-        typer.Option("--cron", help="Crontab expression, e.g. '0 9 * * 1-5'."),
+        typer.Option(
+            "--cron", metavar="EXPR", help="Crontab expression, e.g. '0 9 * * 1-5'."
+        ),
     ] = None,
     every: Annotated[
-        str | None, typer.Option("--every", help="Interval, e.g. '15m', '2h'.")
+        str | None,
+        typer.Option("--every", metavar="DURATION", help="Interval, e.g. '15m', '2h'."),
     ] = None,
     tz: Annotated[
         str | None,
-        typer.Option("--tz", help="Zone of the cron times; default REEVE_TIMEZONE."),
+        typer.Option(
+            "--tz",
+            metavar="ZONE",
+            help="Zone of the cron times; default REEVE_TIMEZONE.",
+        ),
     ] = None,
     priority: Annotated[
         str,
         typer.Option(
-            "--priority", "-p", help="critical, high, normal, low or deferred."
+            "--priority",
+            "-p",
+            metavar="PRIORITY",
+            help="critical, high, normal, low or deferred.",
         ),
     ] = "normal",
     jitter: Annotated[
         str | None,
-        typer.Option("--jitter", help="Random delay added to each fire, e.g. '5m'."),
+        typer.Option(
+            "--jitter",
+            metavar="DURATION",
+            help="Random delay added to each fire, e.g. '5m'.",
+        ),
     ] = None,
     session: Annotated[
-        str | None, typer.Option("--session", help="Agent session id to resume.")
+        str | None,
+        typer.Option("--session", metavar="ID", help="Agent session id to resume."),
     ] = None,
     note: Annotated[
-        list[str] | None, typer.Option("--note", "-n", help="Sticky note (repeatable).")
+        list[str] | None,
+        typer.Option("--note", "-n", metavar="TEXT", help="Sticky note (repeatable)."),
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", "-t", metavar="TAG", help="Tag (repeatable)."),
     ] = None,
     max_retries: Annotated[
-        int | None, typer.Option("--max-retries", help="Retries after a failure.")
+        int | None,
+        typer.Option(
+            "--max-retries",
+            metavar="N",
+            help="Retries after a failure; default REEVE_MAX_RETRIES.",
+        ),
     ] = None,
     json_: JsonFlag = False,
 ) -> None:
@@ -91,8 +116,10 @@ def schedule_add(
     into one.
 
     Examples:
-      reeve schedule add morning --cron '45 6 * * 1-5' 'Plan my day'
-      reeve schedule add inbox --every 30m 'Check the inbox' --jitter 2m
+
+        reeve schedule add morning --cron '45 6 * * 1-5' 'Plan my day'
+
+        reeve schedule add inbox --every 30m 'Check the inbox' --jitter 2m
     """
     from reeve_cli.errors import InvalidValue
     from reeve_cli.schedule import create_schedule
@@ -134,8 +161,10 @@ def schedule_list(json_: JsonFlag = False) -> None:
     """List schedules with their next three fire times in local time.
 
     Examples:
-      reeve schedule list
-      reeve schedule list --json
+
+        reeve schedule list
+
+        reeve schedule list --json
     """
     from reeve_cli import store
     from reeve_cli.timefmt import format_local
@@ -169,7 +198,8 @@ def schedule_show(name: NameArg, json_: JsonFlag = False) -> None:
     """Show one schedule, its counters and its next fire times.
 
     Examples:
-      reeve schedule show morning
+
+        reeve schedule show morning
     """
     from reeve_cli import store
     from reeve_cli.timefmt import format_local
@@ -221,7 +251,8 @@ def schedule_pause(name: NameArg, json_: JsonFlag = False) -> None:
     """Stop a schedule from firing until it is resumed.
 
     Examples:
-      reeve schedule pause morning
+
+        reeve schedule pause morning
     """
     _set_paused(name, True, json_)
 
@@ -231,7 +262,8 @@ def schedule_resume(name: NameArg, json_: JsonFlag = False) -> None:
     """Let a paused schedule fire again (also resets its failure streak).
 
     Examples:
-      reeve schedule resume morning
+
+        reeve schedule resume morning
     """
     _set_paused(name, False, json_)
 
@@ -241,7 +273,8 @@ def schedule_remove(name: NameArg, json_: JsonFlag = False) -> None:
     """Delete a schedule; pulses it already created stay.
 
     Examples:
-      reeve schedule remove morning
+
+        reeve schedule remove morning
     """
     from reeve_cli import store
 
@@ -260,7 +293,8 @@ def schedule_run(name: NameArg, json_: JsonFlag = False) -> None:
     pending or running.
 
     Examples:
-      reeve schedule run morning
+
+        reeve schedule run morning
     """
     from reeve_cli.schedule import fire_schedule_now
 
@@ -280,14 +314,18 @@ def schedule_run(name: NameArg, json_: JsonFlag = False) -> None:
 def schedule_next(
     name: NameArg,
     count: Annotated[
-        int, typer.Option("-n", "--count", min=1, max=1000, help="How many.")
+        int,
+        typer.Option(
+            "-n", "--count", metavar="N", min=1, max=1000, help="How many fire times."
+        ),
     ] = 5,
     json_: JsonFlag = False,
 ) -> None:
     """Preview the next fire times of a schedule in local time.
 
     Examples:
-      reeve schedule next morning -n 10
+
+        reeve schedule next morning -n 10
     """
     from reeve_cli import store
     from reeve_cli.model import iso_utc, utcnow
