@@ -52,7 +52,7 @@ from reeve_cli.api_token import ensure_api_token as ensure_api_token
 from reeve_cli.api_token import read_api_token as read_api_token
 from reeve_cli.config import Settings
 from reeve_cli.errors import InvalidTime, InvalidValue, ReeveError
-from reeve_cli.model import Pulse, Status, utcnow
+from reeve_cli.model import Priority, Pulse, Status, utcnow
 
 if TYPE_CHECKING:
     from reeve_cli.db import Database
@@ -335,6 +335,14 @@ def _idempotency_key(request: Request, data: dict[str, Any]) -> str | None:
     return key.strip() if key is not None else None
 
 
+def _check_items(items: list[str], name: str, limit: int) -> None:
+    for item in items:
+        if not item.strip() or len(item) > limit:
+            raise InvalidValue(
+                f"Each item of '{name}' is 1 to {limit} characters", field=name
+            )
+
+
 def _find_by_key(db: Database, key: str) -> Pulse | None:
     with db.transaction() as conn:
         rows = conn.execute(
@@ -367,9 +375,23 @@ async def pulse_create(request: Request) -> Response:
         raise InvalidValue("Field 'executor' cannot be empty", field="executor")
 
     def create() -> tuple[Pulse, bool]:
+        # A repeat must be as valid as the first request; only a time that has
+        # passed since then is no reason to refuse it.
+        store.check_prompt(prompt, ctx.settings.max_prompt_bytes)
+        Priority.parse(priority or "normal")
+        _check_items(notes, "sticky_notes", store.MAX_NOTE_LENGTH)
+        _check_items(tags, "tags", store.MAX_TAG_LENGTH)
+        if session_id is not None and not session_id.strip():
+            raise InvalidValue("Field 'session_id' cannot be empty", field="session_id")
+        if max_retries is not None and not 0 <= max_retries <= 100:
+            raise InvalidValue(
+                f"max_retries must be between 0 and 100, got {max_retries}",
+                field="max_retries",
+            )
+        ctx.parse_time(when_text or "now", when_field, allow_past=True)
         if key is not None and (existing := _find_by_key(ctx.db, key)) is not None:
             return existing, False
-        store.check_prompt(prompt, ctx.settings.max_prompt_bytes)
+
         when = ctx.parse_time(when_text or "now", when_field, allow_past)
         return store.add_pulse(
             ctx.db,
@@ -406,8 +428,6 @@ async def pulse_list(request: Request) -> Response:
     tag = query_str(request, "tag")
     priority = query_str(request, "priority")
     if priority is not None:
-        from reeve_cli.model import Priority
-
         priority = Priority.parse(priority).value
     since_text = query_str(request, "since")
     until_text = query_str(request, "until")

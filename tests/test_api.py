@@ -339,6 +339,24 @@ def test_replay_returns_first_result_even_when_its_time_has_passed(client, auth)
     assert again.json()["id"] == first.json()["id"]
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"prompt": ""}, id="empty-prompt"),
+        pytest.param({"prompt": "a", "priority": "urgent"}, id="bad-priority"),
+        pytest.param({"prompt": "a", "at": "someday"}, id="unparseable-time"),
+        pytest.param({"prompt": "a", "tags": [" "]}, id="blank-tag"),
+    ],
+)
+def test_replay_with_an_invalid_body_is_still_refused(client, auth, bad):
+    headers = {**auth, "Idempotency-Key": "k"}
+    client.post("/api/pulses", json={"prompt": "a"}, headers=headers)
+
+    response = client.post("/api/pulses", json=bad, headers=headers)
+
+    assert response.status_code == 400
+
+
 def test_idempotency_survives_a_new_app_on_the_same_database(settings, db, auth):
     headers = {**auth, "Idempotency-Key": "durable"}
     with TestClient(create_app(settings, db)) as first_client:
