@@ -363,3 +363,28 @@ def _all_events(db, pulse_id):
 
 def _events(db, pulse_id, kind):
     return [e for e in _all_events(db, pulse_id) if e["kind"] == kind]
+
+
+def test_exhausted_pulse_sends_failure_alert(db, daemon):
+    from tests.fake_bot_api import CHAT, FakeBotApi
+
+    bot = FakeBotApi().start()
+    try:
+        handle = daemon(
+            REEVE_TELEGRAM_TOKEN=bot.token,
+            REEVE_TELEGRAM_CHAT_IDS=str(CHAT),
+            REEVE_TELEGRAM_API_URL=bot.url,
+        )
+        pulse = add(db, "doomed [fail]", max_retries=0)
+
+        wait_for(lambda: bot.sent, timeout=20)
+    finally:
+        bot.stop()
+
+    (message,) = bot.sent
+    assert message.chat_id == CHAT
+    assert message.text == (
+        f"Reeve alert: Pulse {pulse.id} failed after 1 attempt(s): Agent reported "
+        "an error (error_during_execution): Something went wrong"
+    )
+    assert bot.token not in handle.log()
