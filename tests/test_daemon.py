@@ -293,6 +293,15 @@ def test_public_api_host_needs_explicit_token(run_reeve):
     )
 
 
+def test_bad_setting_exits_4(run_reeve):
+    result = run_reeve("daemon", env={"REEVE_MAX_CONCURRENT": "0"})
+
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: REEVE_MAX_CONCURRENT: must be at least 1, got 0"
+    )
+
+
 def test_status_reports_running_daemon(daemon, run_reeve, db):
     handle = daemon()
     add(db, "later", at=utcnow() + timedelta(hours=1))
