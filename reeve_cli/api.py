@@ -422,7 +422,12 @@ async def pulse_list(request: Request) -> Response:
     check_query(request, LIST_QUERY)
     statuses: list[Status] | None = None
     raw_statuses = request.query_params.getlist("status")
-    names = [s.strip() for text in raw_statuses for s in text.split(",") if s.strip()]
+    names = [s.strip() for text in raw_statuses for s in text.split(",")]
+    if "" in names:
+        raise InvalidValue(
+            "Query parameter 'status' has an empty value; name a status or 'all'",
+            field="status",
+        )
     if names and "all" not in names:
         statuses = [Status.parse(name) for name in names]
     tag = query_str(request, "tag")
@@ -432,7 +437,8 @@ async def pulse_list(request: Request) -> Response:
     since_text = query_str(request, "since")
     until_text = query_str(request, "until")
     limit = query_int(request, "limit", 100, 1, MAX_LIST_LIMIT)
-    order = query_str(request, "order") or "due"
+    order = query_str(request, "order")
+    order = "due" if order is None else order
     if order not in ("due", "newest"):
         raise InvalidValue(f"Unknown order '{order}'; use due or newest", field="order")
     after_id: int | None = None
@@ -448,8 +454,11 @@ async def pulse_list(request: Request) -> Response:
             )
 
     def fetch() -> list[Pulse]:
-        since = ctx.parse_time(since_text, "since", True) if since_text else None
-        until = ctx.parse_time(until_text, "until", True) if until_text else None
+        since = until = None
+        if since_text is not None:
+            since = ctx.parse_time(since_text, "since", True)
+        if until_text is not None:
+            until = ctx.parse_time(until_text, "until", True)
         return store.list_pulses(
             ctx.db,
             statuses=statuses,

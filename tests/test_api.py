@@ -645,6 +645,10 @@ def test_list_pages_with_an_opaque_cursor(client, auth, order):
         pytest.param("since=someday", "since", id="bad-since"),
         pytest.param("order=random", "order", id="bad-order"),
         pytest.param("colour=red", "colour", id="unknown-param"),
+        pytest.param("order=", "order", id="empty-order"),
+        pytest.param("status=", "status", id="empty-status"),
+        pytest.param("status=pending,", "status", id="trailing-comma"),
+        pytest.param("since=", "since", id="empty-since"),
         pytest.param("tag=a&tag=b", "tag", id="repeated-param"),
     ],
 )
