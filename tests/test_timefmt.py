@@ -283,3 +283,14 @@ def test_relative_hint(seconds, text):
 
 def test_format_duration_days():
     assert format_duration(2 * 86400) == "2d"
+
+
+def test_tonight_after_eight_pm_is_in_the_past():
+    now = datetime(2026, 12, 3, 21, 0, tzinfo=BERLIN)
+
+    with pytest.raises(InvalidTime) as caught:
+        parse_when("tonight", BERLIN, now=now)
+
+    assert caught.value.message.startswith(
+        "Time 'tonight' (2026-12-03 20:00:00 CET) is in the past"
+    )
