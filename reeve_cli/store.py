@@ -333,11 +333,16 @@ def _change_pending(
     *,
     event: str,
     done: str,
+    append_notes: Sequence[str] = (),
 ) -> Pulse:
     with db.transaction(write=True) as conn:
         pulse = _pulse_row(conn, pulse_id)
         if pulse.status is not Status.PENDING:
             raise PulseNotPending(pulse_id, pulse.status.value, done)
+        if append_notes:  # read and write in one transaction: no lost notes
+            changes = dict(
+                changes, sticky_notes=_json([*pulse.sticky_notes, *append_notes])
+            )
         assignments = ", ".join(f"{name} = :{name}" for name in changes)
         params = dict(changes, id=pulse_id, updated_at=db_time(utcnow()))
         rows = conn.execute(
@@ -432,12 +437,17 @@ def update_pulse(
     if sticky_notes is not None:
         notes = _clean_list(sticky_notes, "sticky note", MAX_NOTE_LENGTH)
         changes["sticky_notes"] = _json(notes + new_notes)
-    elif new_notes:
-        current = get_pulse(db, pulse_id)
-        changes["sticky_notes"] = _json(list(current.sticky_notes) + new_notes)
-    if not changes:
+        new_notes = []
+    if not changes and not new_notes:
         raise InvalidValue("Nothing to change; give a new time, priority or notes")
-    return _change_pending(db, pulse_id, changes, event="pulse.updated", done="changed")
+    return _change_pending(
+        db,
+        pulse_id,
+        changes,
+        event="pulse.updated",
+        done="changed",
+        append_notes=new_notes,
+    )
 
 
 def reschedule_pulse(db: Database, pulse_id: int, when: datetime) -> Pulse:

@@ -387,3 +387,47 @@ def test_store_works_through_sqlalchemy_for_other_database_urls(tmp_path):
     assert cancelled[0].status is Status.CANCELLED
     assert db.current_revision() == "0001"
     db.close()
+
+
+def test_update_pulse_changes_fields_and_appends_notes(db):
+    pulse = add(db, sticky_notes=["first"])
+
+    updated = store.update_pulse(
+        db, pulse.id, priority="low", add_notes=["second"], tags=["t"]
+    )
+
+    assert updated.priority is Priority.LOW
+    assert updated.sticky_notes == ["first", "second"]
+    assert updated.tags == ["t"]
+
+
+def test_update_pulse_with_nothing_to_change(db):
+    pulse = add(db)
+
+    with pytest.raises(InvalidValue) as caught:
+        store.update_pulse(db, pulse.id)
+
+    assert caught.value.message == (
+        "Nothing to change; give a new time, priority or notes"
+    )
+
+
+def test_notes_appended_at_the_same_time_are_all_kept(db):
+    """Each append reads and writes in one transaction, so none is lost."""
+    import threading
+
+    pulse = add(db)
+    barrier = threading.Barrier(8)
+
+    def append(n):
+        barrier.wait()
+        store.update_pulse(db, pulse.id, add_notes=[f"note {n}"])
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    notes = store.get_pulse(db, pulse.id).sticky_notes
+    assert sorted(notes) == sorted(f"note {n}" for n in range(8))
