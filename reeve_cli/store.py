@@ -603,6 +603,8 @@ def update_schedule(db: Database, name: str, **changes: Any) -> Schedule:
     unknown = set(changes) - SCHEDULE_FIELDS
     if unknown:
         raise ValueError(f"unknown schedule fields: {sorted(unknown)}")
+    if not changes:
+        raise InvalidValue("Nothing to change in schedule '" + name + "'")
     params: dict[str, Any] = {}
     for field_name, value in changes.items():
         if field_name == "priority":

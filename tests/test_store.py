@@ -431,3 +431,14 @@ def test_notes_appended_at_the_same_time_are_all_kept(db):
 
     notes = store.get_pulse(db, pulse.id).sticky_notes
     assert sorted(notes) == sorted(f"note {n}" for n in range(8))
+
+
+def test_update_schedule_with_no_changes_is_an_error(db):
+    store.add_schedule(
+        db, name="daily", prompt="hi", tz="Europe/Berlin", cron="0 9 * * *"
+    )
+
+    with pytest.raises(InvalidValue) as caught:
+        store.update_schedule(db, "daily")
+
+    assert caught.value.message == "Nothing to change in schedule 'daily'"
