@@ -169,12 +169,15 @@ class Database:
         try:
             yield _SqliteConnection(raw)
         except BaseException:
-            raw.execute("ROLLBACK")
+            # SQLite may already have rolled back (disk full, I/O error).
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
             raise
         try:
             raw.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            raw.execute("ROLLBACK")
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
             raise _busy(exc, self.path) from None
 
     def close(self) -> None:
