@@ -262,13 +262,24 @@ class Daemon:
         now = utcnow()
         try:
             self.dispatcher.dispatch(now)
+        except Exception:
+            logger.exception("Dispatch failed; the next change or wake-up retries")
+        # Re-arm after the new attempts have started their agents: their tasks
+        # were queued first, so the timer's bookkeeping never delays a start.
+        assert self._loop is not None
+        self._loop.call_soon(self._settle, now)
+
+    def _settle(self, now: datetime) -> None:
+        if self.clock is None or self._stop.is_set():
+            return
+        try:
             self.clock.rearm(now)
             if self._sync_pending:
                 self._sync_pending = False
                 self.clock.sync_schedules()
             self._status_line()
         except Exception:
-            logger.exception("Daemon pass failed; the next change or wake-up retries")
+            logger.exception("Re-arming failed; the next change or wake-up retries")
 
     # Lifecycle ---------------------------------------------------------------
 

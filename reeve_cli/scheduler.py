@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PULSE_JOB_ID = "reeve:next-pulse"
+PULSE_STORE = "memory"
 SCHEDULE_JOB_PREFIX = "schedule:"
 # Stable import paths of the job functions; stored in APScheduler's job table.
 PULSE_JOB_FUNC = "reeve_cli.scheduler:wake_pulses"
@@ -92,13 +93,21 @@ class PulseClock:
     def start(self) -> None:
         """Start APScheduler on the running loop; mirror schedules and pulses."""
         from apscheduler.events import EVENT_JOB_SUBMITTED
+        from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         global _owner
         _owner = self.owner
         self.scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine())},
+            # Schedules persist in the database file, so fires missed while the
+            # daemon was down are known at start. The pulse timer is derived
+            # from the pulse rows and rebuilt at every start: keeping it in
+            # memory saves two SQLite commits per re-arm.
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=self.db.engine()),
+                PULSE_STORE: MemoryJobStore(),
+            },
             # The default misfire grace of 1 s silently drops jobs that come due
             # while the daemon is down or busy (LIBRARIES.md 1.3).
             job_defaults={
@@ -167,6 +176,7 @@ class PulseClock:
             "date",
             run_date=due,
             id=PULSE_JOB_ID,
+            jobstore=PULSE_STORE,
             name="next pulse",
             replace_existing=True,
         )
