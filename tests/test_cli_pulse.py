@@ -331,6 +331,26 @@ def test_show_human(cli):
     assert any(line.startswith("due       2030-01-01 09:00:00 CET") for line in lines)
 
 
+def test_show_lists_attempts_on_stdout(cli, db):
+    add_json(cli)
+    with db.transaction(write=True) as conn:
+        conn.execute(
+            "INSERT INTO attempts (pulse_id, number, status, started_at, duration_s, "
+            "exit_code, error) VALUES (1, 1, 'failed', :at, 1.5, 3, 'boom')",
+            {"at": db_time(datetime.now(UTC))},
+        )
+
+    human = cli("pulse", "show", "1")
+    as_json = cli("pulse", "show", "1", "--json")
+
+    assert human.stdout.splitlines()[-1] == "attempt 1  failed, exit 3, 1.5s: boom"
+    assert human.stderr == ""
+    attempts = json.loads(as_json.stdout)["attempts"]
+    assert [(a["number"], a["status"], a["exit_code"]) for a in attempts] == [
+        (1, "failed", 3)
+    ]
+
+
 # cancel --------------------------------------------------------------------------
 
 

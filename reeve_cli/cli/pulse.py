@@ -83,15 +83,17 @@ def _show_pulse(pulse: Any, attempts: list[Any] | None = None) -> None:
         fields.append(("error", pulse.error))
     if pulse.result_text:
         fields.append(("result", pulse.result_text))
-    output.emit_fields(fields)
-
-    for attempt in attempts or []:
-        output.note(
-            f"attempt {attempt.number}: {attempt.status}"
+    fields.extend(
+        (
+            f"attempt {attempt.number}",
+            attempt.status
             + (f", exit {attempt.exit_code}" if attempt.exit_code is not None else "")
             + (f", {attempt.duration_s:.1f}s" if attempt.duration_s is not None else "")
-            + (f" - {attempt.error}" if attempt.error else "")
+            + (f": {attempt.error}" if attempt.error else ""),
         )
+        for attempt in attempts or []
+    )
+    output.emit_fields(fields)
 
 
 def _table(pulses: list[Any], empty: str) -> None:
