@@ -388,9 +388,10 @@ async def pulse_create(request: Request) -> Response:
                 f"max_retries must be between 0 and 100, got {max_retries}",
                 field="max_retries",
             )
-        ctx.parse_time(when_text or "now", when_field, allow_past=True)
-        if key is not None and (existing := _find_by_key(ctx.db, key)) is not None:
-            return existing, False
+        if key is not None:
+            ctx.parse_time(when_text or "now", when_field, allow_past=True)
+            if (existing := _find_by_key(ctx.db, key)) is not None:
+                return existing, False
 
         when = ctx.parse_time(when_text or "now", when_field, allow_past)
         return store.add_pulse(
