@@ -263,10 +263,18 @@ class Settings:
         ]
 
 
+def _is_zone(name: str) -> bool:
+    try:
+        _to_zone(name)
+    except ValueError:
+        return False
+    return True
+
+
 def system_zone() -> str:
     """Name the system's IANA time zone, or 'UTC' when it cannot be told."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    if tz and "/" in tz and not tz.startswith("/"):
+    if tz and not tz.startswith("/") and _is_zone(tz):  # not a POSIX rule string
         return tz
     try:
         name = Path("/etc/timezone").read_text().strip()

@@ -316,3 +316,29 @@ def test_issue_settings_exist_with_exact_env_names():
     assert required <= {s.env for s in SETTINGS}
     assert SETTINGS_BY_NAME["api_token"].secret
     assert SETTINGS_BY_NAME["telegram_token"].secret
+
+
+@pytest.mark.parametrize(
+    ("tz", "expected"),
+    [
+        ("Asia/Tokyo", "Asia/Tokyo"),
+        (":America/New_York", "America/New_York"),
+        ("UTC", "UTC"),
+    ],
+)
+def test_system_zone_reads_tz(monkeypatch, tz, expected):
+    monkeypatch.setenv("TZ", tz)
+    monkeypatch.delenv("REEVE_TIMEZONE")
+
+    settings = load_settings()
+
+    assert settings.timezone == expected
+    assert settings.sources["timezone"] == "default"
+
+
+def test_system_zone_ignores_posix_rule_strings(monkeypatch):
+    from reeve_cli.config import system_zone
+
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+
+    assert system_zone() != "CET-1CEST,M3.5.0,M10.5.0/3"
