@@ -109,7 +109,8 @@ def test_created_pulse_is_fired_and_seen_in_events_and_metrics(daemons):
     assert 'reeve_attempts_total{status="completed"} 1' in metrics.splitlines()
     assert "reeve_pulse_lateness_seconds_count 1" in metrics.splitlines()
     assert "reeve_attempt_duration_seconds_count 1" in metrics.splitlines()
-    daemon.stop()
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()
 
 
 def test_idempotent_replay_survives_a_daemon_restart(daemons):
