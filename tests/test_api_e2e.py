@@ -183,6 +183,17 @@ def test_schedule_run_through_the_daemon_fires_a_pulse(daemons, db):
     daemon.stop()
 
 
+def test_cli_prints_the_running_daemons_url_and_token(daemons, run_reeve):
+    daemon = daemons()
+
+    url = run_reeve("api", "url")
+    token = run_reeve("api", "token")
+
+    assert (url.returncode, url.stdout, url.stderr) == (0, f"{daemon.api_url}\n", "")
+    assert token.stdout == f"{daemon.api_token}\n"
+    daemon.stop()
+
+
 def test_health_and_auth_on_the_real_server(daemons):
     daemon = daemons()
     api = Api(daemon)
