@@ -639,23 +639,42 @@ def _environ_has(pid: int, marker: bytes) -> bool:
     return marker in data.split(b"\0")
 
 
-def kill_orphan(pid: int, attempt_id: int) -> bool:
-    """Kill the process group of an agent a dead daemon left behind.
+def attempt_processes(attempt_id: int) -> list[int]:
+    """Find live processes whose environment carries this REEVE_ATTEMPT_ID.
 
-    Only a process whose environment carries our REEVE_ATTEMPT_ID is touched, so
-    a recycled pid is never killed by mistake.
+    The agent and everything it started inherit the variable, so this finds
+    survivors even when the agent itself is gone or its pid was never stored.
     """
-    if not _environ_has(pid, f"REEVE_ATTEMPT_ID={attempt_id}".encode()):
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        pgid = os.getpgid(pid)
-        os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
+    marker = f"REEVE_ATTEMPT_ID={attempt_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            if _environ_has(int(entry.name), marker) and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def kill_orphans(attempt_id: int) -> list[int]:
+    """Kill the process groups of an attempt a dead daemon left behind.
+
+    Only processes whose environment carries our REEVE_ATTEMPT_ID are touched,
+    so a recycled pid is never killed by mistake. Returns the pids found.
+    """
+    pids = attempt_processes(attempt_id)
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(pid))
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    return True
+    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -681,20 +700,21 @@ def recover(settings: Settings, db: Database) -> list[Pulse]:
         rows = conn.execute("SELECT * FROM pulses WHERE status = 'running'")
         stranded = [Pulse.from_row(row) for row in rows]
         attempts = {
-            row["pulse_id"]: (row["id"], row["pid"])
+            row["pulse_id"]: row["id"]
             for row in conn.execute(
-                "SELECT id, pulse_id, pid FROM attempts WHERE status = 'running'"
+                "SELECT id, pulse_id FROM attempts WHERE status = 'running'"
             )
         }
     recovered: list[Pulse] = []
     for pulse in stranded:
-        attempt_id, pid = attempts.get(pulse.id, (None, None))
-        if attempt_id is not None and pid:
-            if kill_orphan(int(pid), int(attempt_id)):
+        attempt_id = attempts.get(pulse.id)
+        if attempt_id is not None:
+            killed = kill_orphans(int(attempt_id))
+            if killed:
                 logger.warning(
-                    "Pulse %d: killed agent process %d left by the dead daemon",
+                    "Pulse %d: killed agent process(es) %s left by the dead daemon",
                     pulse.id,
-                    pid,
+                    ", ".join(str(p) for p in killed),
                 )
         retry = settings.recovery == "retry" and pulse.attempt <= pulse.max_retries
         now = db_time(utcnow())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 from datetime import timedelta
 
@@ -218,6 +219,18 @@ def test_kill_9_recovery_kills_orphan_and_retries(db, daemon, agent_log):
     assert attempts[0].status == "lost"
     assert store.get_pulse(db, pulse.id).attempt == 2
     assert "unclean stop" in second.log()
+
+
+def test_recovery_kills_survivors_of_a_dead_agent(db, daemon, agent_log):
+    first = daemon()
+    add(db, "work [children] [sleep 60]", max_retries=0)
+    run = wait_for(lambda: read_agent_log(agent_log))[0]
+    first.kill()
+    os.kill(run["pid"], signal.SIGKILL)  # only the agent's child is left
+
+    daemon()
+
+    wait_for(lambda: not _alive(run["child_pid"]), 10)
 
 
 def test_kill_9_recovery_fails_pulse_by_policy(db, daemon, agent_log):
