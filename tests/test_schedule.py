@@ -306,3 +306,17 @@ def test_fire_schedule_now_unknown_name(settings, db):
 
     with pytest.raises(ScheduleNotFound):
         fire_schedule_now(settings, db, "nope")
+
+
+@pytest.mark.e2e
+def test_paused_schedule_stops_firing_in_running_daemon(settings, db, tmp_path):
+    create_schedule(settings, db, name="tick", prompt="tick", every="1s")
+    with start_daemon({"FAKE_AGENT_LOG": str(tmp_path / "agent.log")}):
+        wait_for(lambda: store.get_schedule(db, "tick").fire_count >= 1)
+
+        store.update_schedule(db, "tick", paused=True)
+        time.sleep(0.3)  # the daemon notices within 50 ms
+        fired = store.get_schedule(db, "tick").fire_count
+        time.sleep(2.2)  # two or more fire times pass
+
+        assert store.get_schedule(db, "tick").fire_count == fired
