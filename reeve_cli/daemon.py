@@ -110,8 +110,13 @@ def _bind(host: str, port: int) -> socket.socket:
             f"Cannot resolve API host '{host}': {exc.strerror}; set REEVE_API_HOST"
         ) from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP (not 0): accepted sockets inherit it, and asyncio turns
+    # Nagle's algorithm off only on TCP sockets it recognises as such; without
+    # it every keep-alive response waits ~40 ms for a delayed ACK. The listener
+    # gets TCP_NODELAY too, which Linux copies onto accepted connections.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind(address)
         sock.listen(128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from reeve_cli import status
-from reeve_cli.daemon import DaemonLock, is_loopback, prune_logs
+from reeve_cli.daemon import DaemonLock, _bind, is_loopback, prune_logs
 from reeve_cli.errors import StartupError
 from reeve_cli.systemd import sd_notify, watchdog_interval
 
@@ -51,7 +52,47 @@ def test_second_lock_names_the_owner(settings):
         first.release()
 
     assert caught.value.exit_code == 4
-    assert f"(pid {os.getpid()} on host {socket.gethostname()})" in str(caught.value)
+    assert str(caught.value) == (
+        f"Another Reeve daemon is running for this database (pid {os.getpid()} "
+        f"on host {socket.gethostname()}); stop it first, e.g. "
+        "'systemctl --user stop reeve-daemon'"
+    )
+
+
+def test_unit_named_in_the_hint_exists():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert os.path.exists(os.path.join(root, "systemd", "reeve-daemon.service"))
+
+
+def test_api_socket_connections_have_nagle_off():
+    """Connections accepted on the daemon's API socket answer without ~40 ms delays.
+
+    A plain asyncio server (not the API app, which could patch connections
+    itself) shows what every accepted connection gets from `_bind`.
+    """
+    listener = _bind("127.0.0.1", 0)
+    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+    async def main():
+        seen = []
+
+        async def handle(reader, writer):
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listener)
+        port = listener.getsockname()[1]
+        async with server:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await reader.read()
+                writer.close()
+        return seen
+
+    seen = asyncio.run(main())
+    assert len(seen) == 3
+    assert all(value != 0 for value in seen)
 
 
 def test_collect_status_counts_and_next_due(settings, db):
