@@ -1,5 +1,7 @@
 """The root `reeve` command: deferred sub-apps behave like Typer's eager tree."""
 
+import json
+
 import typer.main
 from typer._click import Context
 
@@ -85,3 +87,39 @@ def test_entry_point_suggests_a_misspelled_group(run_reeve):
     assert result.stderr.splitlines()[-1] == (
         "Error: No such command 'puls'. Did you mean 'pulse'?"
     )
+
+
+def run_lazy(capsys, *args):
+    """Run the production command tree in-process, as `main()` does."""
+    try:
+        build_command().main(list(args), prog_name="reeve")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_deferred_tree_runs_the_pulse_commands(capsys):
+    added = run_lazy(capsys, "pulse", "add", "hi", "--at", "2030-01-01 09:00", "--json")
+    listed = run_lazy(capsys, "pulse", "list", "--json")
+    moved = run_lazy(capsys, "pulse", "reschedule", "1", "2030-01-02 09:00")
+    cancelled = run_lazy(capsys, "pulse", "cancel", "1", "--json")
+    history = run_lazy(capsys, "pulse", "history", "--json")
+
+    assert (
+        added[0] == 0 and json.loads(added[1])["scheduled_at"] == "2030-01-01T08:00:00Z"
+    )
+    assert [p["id"] for p in json.loads(listed[1])] == [1]
+    assert moved[0] == 0 and moved[1].startswith("Rescheduled pulse 1")
+    assert json.loads(cancelled[1])[0]["status"] == "cancelled"
+    assert [p["id"] for p in json.loads(history[1])] == [1]
+
+
+def test_deferred_tree_reports_errors_like_the_eager_one(capsys, cli):
+    for args in (["pulse", "show", "7"], ["pulse", "add"], ["config", "show", "-x"]):
+        code, out, err = run_lazy(capsys, *args)
+        eager = cli(*args)
+
+        assert (code, out, err) == (eager.exit_code, eager.stdout, eager.stderr)
+        assert code in (1, 2)
