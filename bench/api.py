@@ -39,9 +39,12 @@ def start_daemon(
         "REEVE_DESK": str(data_dir),
     }
     reeve = Path(sys.executable).with_name("reeve")
+    command = [str(reeve), "daemon"]
+    if app_only:
+        command = [sys.executable, __file__, "--serve-app", str(data_dir)]
     log = open(data_dir.parent / "daemon.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(reeve), "daemon"],
+        command,
         env=env,
         stdout=log,
         stderr=log,

@@ -72,11 +72,11 @@ def iso_utc(moment: datetime | None) -> str | None:
     """Render an aware datetime as ISO 8601 UTC with a `Z`, or None."""
     if moment is None:
         return None
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond // 1000:03d}"
-    return text + "Z"
+    # isoformat is several times faster than strftime (the API renders three
+    # times per pulse); "milliseconds" truncates, as the old f"{us // 1000}" did.
+    moment = moment.astimezone(UTC).replace(tzinfo=None)
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec) + "Z"
 
 
 def db_time(moment: datetime) -> str:
@@ -84,7 +84,8 @@ def db_time(moment: datetime) -> str:
 
     Fixed width keeps text order equal to time order, on SQLite and PostgreSQL.
     """
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    naive = moment.astimezone(UTC).replace(tzinfo=None)
+    return naive.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_db_time(text: str | None) -> datetime | None:

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from reeve_cli.db import Connection, Database
@@ -54,13 +54,23 @@ def record_event(
     pulse: Pulse | None = None,
     schedule: Schedule | None = None,
     data: dict[str, Any] | None = None,
+    pulse_json: str | None = None,
 ) -> None:
-    """Append one event row; call inside the transaction that made the change."""
-    payload = dict(data or {})
-    if pulse is not None:
-        payload.setdefault("pulse", pulse.to_dict())
-    if schedule is not None:
-        payload.setdefault("schedule", schedule.to_dict())
+    """Append one event row; call inside the transaction that made the change.
+
+    Args:
+        pulse_json: `_json(pulse.to_dict())` when the caller has it already; the
+            payload is then assembled from it instead of serialised again.
+    """
+    if pulse is not None and pulse_json is not None and not data and schedule is None:
+        text = '{"pulse":' + pulse_json + "}"
+    else:
+        payload = dict(data or {})
+        if pulse is not None:
+            payload.setdefault("pulse", pulse.to_dict())
+        if schedule is not None:
+            payload.setdefault("schedule", schedule.to_dict())
+        text = _json(payload)
     conn.execute(
         "INSERT INTO events (at, kind, pulse_id, schedule_name, data) "
         "VALUES (:at, :kind, :pulse_id, :schedule_name, :data)",
@@ -69,7 +79,7 @@ def record_event(
             "kind": kind,
             "pulse_id": pulse.id if pulse else None,
             "schedule_name": schedule.name if schedule else None,
-            "data": _json(payload),
+            "data": text,
         },
     )
 
@@ -130,6 +140,29 @@ def _by_key(conn: Connection, key: str) -> Pulse | None:
     return Pulse.from_row(rows[0]) if rows else None
 
 
+_PULSE_INSERT_COLUMNS = (
+    "prompt",
+    "scheduled_at",
+    "priority",
+    "status",
+    "session_id",
+    "sticky_notes",
+    "tags",
+    "source",
+    "created_at",
+    "updated_at",
+    "max_retries",
+    "idempotency_key",
+    "executor",
+    "schedule_name",
+    "meta",
+)
+_PULSE_INSERT = (
+    f"INSERT INTO pulses ({', '.join(_PULSE_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _PULSE_INSERT_COLUMNS)}) RETURNING id"
+)
+
+
 def add_pulse(
     db: Database,
     *,
@@ -155,6 +188,48 @@ def add_pulse(
     Raises:
         InvalidValue: a field is empty, too long or of the wrong kind.
     """
+    pulse, created, _ = add_pulse_json(
+        db,
+        prompt=prompt,
+        scheduled_at=scheduled_at,
+        priority=priority,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        source=source,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+        executor=executor,
+        schedule_name=schedule_name,
+        meta=meta,
+        max_prompt_bytes=max_prompt_bytes,
+    )
+    return pulse, created
+
+
+def add_pulse_json(
+    db: Database,
+    *,
+    prompt: str,
+    scheduled_at: datetime,
+    priority: Priority | str = Priority.NORMAL,
+    session_id: str | None = None,
+    sticky_notes: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    source: str = "cli",
+    max_retries: int = 2,
+    idempotency_key: str | None = None,
+    executor: str | None = None,
+    schedule_name: str | None = None,
+    meta: dict[str, Any] | None = None,
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES,
+) -> tuple[Pulse, bool, str]:
+    """`add_pulse`, plus the pulse's `to_dict()` as compact JSON text.
+
+    The record is built from the values written (the row is not read back and
+    re-parsed), and its JSON is rendered once, for the `pulse.created` event and
+    for the caller (the HTTP API answers with it).
+    """
     check_prompt(prompt, max_prompt_bytes)
     priority = Priority.parse(priority)
     notes = _clean_list(sticky_notes, "sticky note", MAX_NOTE_LENGTH)
@@ -169,7 +244,10 @@ def add_pulse(
     if scheduled_at.tzinfo is None:
         raise ValueError("scheduled_at must be timezone-aware")
 
-    now = db_time(utcnow())
+    created_at = utcnow()
+    now = db_time(created_at)
+    meta_text = _json(meta) if meta else None
+    source = source[:MAX_SOURCE_LENGTH]
     params = {
         "prompt": prompt,
         "scheduled_at": db_time(scheduled_at),
@@ -178,27 +256,52 @@ def add_pulse(
         "session_id": session,
         "sticky_notes": _json(notes),
         "tags": _json(tag_list),
-        "source": source[:MAX_SOURCE_LENGTH],
+        "source": source,
         "created_at": now,
         "updated_at": now,
         "max_retries": max_retries,
         "idempotency_key": key,
         "executor": executor,
         "schedule_name": schedule_name,
-        "meta": _json(meta) if meta else None,
+        "meta": meta_text,
     }
-    columns = ", ".join(params)
-    values = ", ".join(f":{name}" for name in params)
     try:
         with db.transaction(write=True) as conn:
             if key is not None and (existing := _by_key(conn, key)) is not None:
-                return existing, False
-            rows = conn.execute(
-                f"INSERT INTO pulses ({columns}) VALUES ({values}) RETURNING *",
-                params,
+                return existing, False, _json(existing.to_dict())
+            rows = conn.execute(_PULSE_INSERT, params)
+            # Exactly what Pulse.from_row would read back from this row.
+            pulse = Pulse(
+                id=rows[0]["id"],
+                prompt=prompt,
+                scheduled_at=scheduled_at.astimezone(UTC),
+                priority=priority,
+                status=Status.PENDING,
+                session_id=session,
+                sticky_notes=notes,
+                tags=tag_list,
+                source=source,
+                created_at=created_at,
+                updated_at=created_at,
+                started_at=None,
+                finished_at=None,
+                attempt=0,
+                max_retries=max_retries,
+                error=None,
+                idempotency_key=key,
+                executor=executor,
+                schedule_name=schedule_name,
+                exit_code=None,
+                output_tail=None,
+                result_session_id=None,
+                result_text=None,
+                cost_usd=None,
+                duration_s=None,
+                usage={},
+                meta=dict(json.loads(meta_text)) if meta_text else {},
             )
-            pulse = Pulse.from_row(rows[0])
-            record_event(conn, "pulse.created", pulse=pulse)
+            text = _json(pulse.to_dict())
+            record_event(conn, "pulse.created", pulse=pulse, pulse_json=text)
     except Exception as exc:
         if key is None or not _is_integrity_error(exc):
             raise
@@ -206,7 +309,7 @@ def add_pulse(
             existing = _by_key(conn, key)
         if existing is None:
             raise
-        return existing, False
+        return existing, False, _json(existing.to_dict())
 
     logger.info(
         "Pulse %d added (priority %s, due %s, source %s)",
@@ -215,7 +318,7 @@ def add_pulse(
         params["scheduled_at"],
         pulse.source,
     )
-    return pulse, True
+    return pulse, True, text
 
 
 def _is_integrity_error(exc: Exception) -> bool:

@@ -95,6 +95,41 @@ def test_add_pulse_records_an_event(db):
     assert json.loads(rows[0]["data"])["pulse"]["id"] == pulse.id
 
 
+def test_add_pulse_json_matches_the_stored_row_and_the_event(db):
+    from zoneinfo import ZoneInfo
+
+    berlin = datetime(2030, 3, 1, 7, 30, 0, 123456, tzinfo=ZoneInfo("Europe/Berlin"))
+    pulse, created, text = store.add_pulse_json(
+        db,
+        prompt="Grüße ✓",
+        scheduled_at=berlin,
+        session_id=" sess ",
+        sticky_notes=["a"],
+        tags=["t"],
+        source="s" * 200,
+        schedule_name="daily",
+        meta={"fire": 3, "list": (1, 2)},
+    )
+
+    assert created
+    assert store.get_pulse(db, pulse.id) == pulse
+    assert json.loads(text) == pulse.to_dict()
+    assert pulse.meta == {"fire": 3, "list": [1, 2]}
+    assert pulse.source == "s" * store.MAX_SOURCE_LENGTH
+    with db.transaction() as conn:
+        rows = conn.execute("SELECT data FROM events")
+    assert json.loads(rows[0]["data"]) == {"pulse": pulse.to_dict()}
+
+    again, created, replay = store.add_pulse_json(
+        db, prompt="x", scheduled_at=LATER, idempotency_key="k"
+    )
+    same, created_again, replay_again = store.add_pulse_json(
+        db, prompt="y", scheduled_at=LATER, idempotency_key="k"
+    )
+    assert created and not created_again
+    assert same == again and replay_again == replay
+
+
 def test_same_idempotency_key_returns_the_existing_pulse(db):
     first = add(db, prompt="one", idempotency_key="k")
 
