@@ -251,14 +251,17 @@ def scenario_burst(count, slots):
             task = asyncio.create_task(daemon.run())
             await daemon.ready.wait()
             began = time.monotonic()
+            claims_done = None
             while daemon.dispatcher.stats.completed < count:
-                await asyncio.sleep(0.01)
+                if claims_done is None and daemon.dispatcher.stats.claimed >= count:
+                    claims_done = time.monotonic() - began
+                await asyncio.sleep(0.002)
             took = time.monotonic() - began
             daemon.request_stop()
             await task
-            return took
+            return took, claims_done or took
 
-        daemon_ready_wait = asyncio.run(main())
+        took, claims_took = asyncio.run(main())
         with db.transaction() as conn:
             order = [
                 (r["priority"], r["scheduled_at"], r["id"])
@@ -268,7 +271,87 @@ def scenario_burst(count, slots):
                 )
             ]
         in_order = all(a <= b for a, b in zip(order, order[1:], strict=False))
-        return count / daemon_ready_wait, daemon_ready_wait, in_order, len(order)
+        return count / took, took, count / claims_took, in_order, len(order)
+
+
+def scenario_burst_process(count, slots):
+    """The real daemon, `count` due at once, `slots` slots, agent `/bin/true`.
+
+    Counts completions per second including the agent process of every attempt
+    (the `command` executor spawns it, waits for it, reads its output).
+    """
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        env = fresh_env(
+            tmp,
+            REEVE_EXECUTOR="command",
+            REEVE_AGENT_COMMAND="true",
+            REEVE_MAX_CONCURRENT=slots,
+        )
+        settings, db = open_db(env)
+        bulk_insert(db, count, due=datetime.now(UTC) - timedelta(seconds=60))
+        proc, _ = start(env)
+        deadline = time.monotonic() + 120 + count * 0.1
+        while time.monotonic() < deadline:
+            with db.transaction() as conn:
+                done = conn.execute(
+                    "SELECT COUNT(*) AS n FROM pulses WHERE status IN "
+                    "('completed', 'failed')"
+                )[0]["n"]
+            if done >= count:
+                break
+            time.sleep(0.1)
+        stop(proc)
+        with db.transaction() as conn:
+            row = conn.execute(
+                "SELECT MIN(a.started_at) AS first, MAX(a.finished_at) AS last, "
+                "SUM(a.status = 'completed') AS ok FROM attempts a"
+            )[0]
+        first = datetime.fromisoformat(row["first"][:-1])
+        last = datetime.fromisoformat(row["last"][:-1])
+        took = (last - first).total_seconds()
+        return count / took, took, int(row["ok"] or 0)
+
+
+def scenario_wake(pending, wakes):
+    """Event-loop time of one wake-up (another process wrote): nothing is due.
+
+    What `on_rows_changed` runs: dispatch (is anything due?), re-arm the pulse
+    timer (MIN query), mirror schedules (a COUNT/MAX query), with `pending`
+    future pulses and one schedule in the database.
+    """
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        env = fresh_env(tmp)
+        settings, db = open_db(env)
+        bulk_insert(db, pending, due=datetime.now(UTC) + timedelta(days=1), spread_s=1)
+        os.environ.update(env)
+        from reeve_cli.config import load_settings
+        from reeve_cli.daemon import Daemon
+        from reeve_cli.schedule import create_schedule
+
+        settings = load_settings()
+        create_schedule(settings, db, name="hourly", prompt="p", cron="0 * * * *")
+        daemon = Daemon(settings, serve_api=False)
+
+        async def main():
+            task = asyncio.create_task(daemon.run())
+            await daemon.ready.wait()
+            await asyncio.sleep(0.2)
+            costs = []
+            for _ in range(wakes):
+                daemon._sync_pending = True  # what on_rows_changed sets
+                daemon._rearm_pending = True
+                began = time.perf_counter()
+                daemon._react()
+                daemon._settle(datetime.now(UTC))
+                costs.append((time.perf_counter() - began) * 1000)
+                await asyncio.sleep(0.002)
+            daemon.request_stop()
+            await task
+            return costs
+
+        return asyncio.run(main())
 
 
 def scenario_idle_and_big(pending):
@@ -288,13 +371,36 @@ def scenario_idle_and_big(pending):
         return started, idle, big_start, big_rss
 
 
+def run_only(which, burst_n, spawn_n, wake_pending):
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    if which == "burst":
+        rate, took, claim_rate, in_order, seen = scenario_burst(burst_n, 8)
+        print(
+            f"completions {rate:,.0f}/s ({took:.2f} s), claims {claim_rate:,.0f}/s, "
+            f"order {'yes' if in_order else 'NO'} ({seen})"
+        )
+    elif which == "spawn":
+        rate, took, ok = scenario_burst_process(spawn_n, 8)
+        print(f"completions {rate:.0f}/s ({took:.2f} s, {ok} ok)")
+    else:
+        wake = scenario_wake(wake_pending, 300)
+        print(f"wake p50 {pct(wake, 50):.2f} ms, p99 {pct(wake, 99):.2f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", choices=["burst", "spawn", "wake"], help="run one scenario"
+    )
     args = parser.parse_args()
     latency_n, cli_n, burst_n, big_n = (
         (60, 10, 2000, 20000) if args.quick else (240, 40, 10000, 100000)
     )
+    spawn_n, wake_pending = (200, 10000) if args.quick else (1000, 100000)
+    if args.only:
+        run_only(args.only, burst_n, spawn_n, wake_pending)
+        return
 
     rows = []
     claim, agent = scenario_latency(latency_n)
@@ -317,11 +423,17 @@ def main():
             f"p50 {pct(cli, 50):.1f} ms, p99 {pct(cli, 99):.1f} ms",
         )
     )
-    rate, took, in_order, seen = scenario_burst(burst_n, 8)
+    rate, took, claim_rate, in_order, seen = scenario_burst(burst_n, 8)
     rows.append(
         (
-            f"{burst_n} due at once, 8 slots, no-op executor",
+            f"{burst_n} due at once, 8 slots, no-op executor: completions",
             f"{rate:,.0f} pulses/s ({took:.2f} s)",
+        )
+    )
+    rows.append(
+        (
+            f"{burst_n} due at once, 8 slots, no-op executor: claims",
+            f"{claim_rate:,.0f} pulses/s",
         )
     )
     rows.append(
@@ -330,12 +442,27 @@ def main():
             f"{'yes' if in_order else 'NO'} ({seen} claims checked)",
         )
     )
+    spawn_rate, spawn_took, spawn_ok = scenario_burst_process(spawn_n, 8)
+    rows.append(
+        (
+            f"{spawn_n} due at once, 8 slots, real daemon, agent `true`",
+            f"{spawn_rate:,.0f} pulses/s ({spawn_took:.2f} s, {spawn_ok} ok)",
+        )
+    )
+    wake = scenario_wake(wake_pending, 300)
+    rows.append(
+        (
+            f"wake-up on the loop, nothing due, {wake_pending:,} pending",
+            f"p50 {pct(wake, 50):.2f} ms, p99 {pct(wake, 99):.2f} ms",
+        )
+    )
     started, idle, big_start, big_rss = scenario_idle_and_big(big_n)
     rows.append(("start (empty database) -> ready", f"{started:.2f} s"))
     rows.append(("idle daemon RSS", f"{idle:.0f} MB"))
     rows.append((f"start with {big_n:,} pending -> ready", f"{big_start:.2f} s"))
     rows.append((f"RSS with {big_n:,} pending", f"{big_rss:.0f} MB"))
 
+    rows.append(("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f}"))
     width = max(len(r[0]) for r in rows)
     print(f"| {'measurement':<{width}} | result |")
     print(f"|{'-' * (width + 2)}|--------|")

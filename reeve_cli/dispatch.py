@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from reeve_cli import store
 from reeve_cli.model import (
+    PRIORITY_ORDER,
     Attempt,
     Priority,
     Pulse,
     Schedule,
     db_time,
     iso_utc,
+    parse_db_time,
     utcnow,
 )
 
@@ -61,8 +63,10 @@ class Running:
     number: int
     lane: str
     started: float
+    lateness_s: float = 0.0
     task: asyncio.Task[None] | None = None
     pid: int | None = None
+    session_id: str | None = None  # reported by the executor while running
 
 
 @dataclass(slots=True)
@@ -71,13 +75,14 @@ class Claimed:
     attempt_id: int
     number: int
     lane: str
+    lateness_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What `_record` wrote for one finished attempt."""
 
-    pulse: Pulse
+    row: Any  # the pulses row as stored
     attempt: Attempt
     took: float
     retry_at: datetime | None
@@ -92,8 +97,87 @@ class DispatchStats:
     retried: int = 0
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _encode(value)
+
+
+EVENT_SQL = (
+    "INSERT INTO events (at, kind, pulse_id, schedule_name, data) "
+    "VALUES (:at, :kind, :pulse_id, NULL, :data)"
+)
+
+
+_PRIORITY_NAMES = tuple(priority.value for priority in PRIORITY_ORDER)
+
+
+def _iso(text: str | None) -> str | None:
+    """`iso_utc(parse_db_time(text))` for the stored fixed-width form, by slicing."""
+    if text is None:
+        return None
+    if len(text) != 27 or text[19] != "." or text[26] != "Z":
+        return iso_utc(parse_db_time(text))
+    if text[20:26] == "000000":
+        return text[:19] + "Z"
+    return text[:19] + "." + text[20:23] + "Z"
+
+
+def _list(text: str | None) -> list[Any]:
+    return list(json.loads(text)) if text and text != "[]" else []
+
+
+def _dict(text: str | None) -> dict[str, Any]:
+    return dict(json.loads(text)) if text and text != "{}" else {}
+
+
+def pulse_payload(row: Any) -> dict[str, Any]:
+    """`Pulse.from_row(row).to_dict()`, built straight from a `pulses` row.
+
+    The daemon writes two event rows per attempt, each carrying the pulse as
+    stored; skipping the datetime round trip halves what that costs.
+    """
+    return {
+        "id": row["id"],
+        "prompt": row["prompt"],
+        "scheduled_at": _iso(row["scheduled_at"]),
+        "priority": _PRIORITY_NAMES[row["priority"]],
+        "status": row["status"],
+        "session_id": row["session_id"],
+        "sticky_notes": _list(row["sticky_notes"]),
+        "tags": _list(row["tags"]),
+        "source": row["source"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "started_at": _iso(row["started_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "attempt": row["attempt"],
+        "max_retries": row["max_retries"],
+        "error": row["error"],
+        "idempotency_key": row["idempotency_key"],
+        "executor": row["executor"],
+        "schedule_name": row["schedule_name"],
+        "result": {
+            "exit_code": row["exit_code"],
+            "session_id": row["result_session_id"],
+            "text": row["result_text"],
+            "output_tail": row["output_tail"],
+            "cost_usd": row["cost_usd"],
+            "duration_s": row["duration_s"],
+            "usage": _dict(row["usage"]),
+        },
+    }
+
+
+def event_params(
+    kind: str, row: Any, data: dict[str, Any], stamp: str
+) -> dict[str, Any]:
+    """Parameters of one EVENT_SQL row: what `store.record_event` writes."""
+    payload = dict(data)
+    payload["pulse"] = pulse_payload(row)
+    return {"at": stamp, "kind": kind, "pulse_id": row["id"], "data": _json(payload)}
 
 
 def retry_delay(base_s: float, counted_attempts: int) -> float:
@@ -127,8 +211,14 @@ class Dispatcher:
         self._executor_for = executor_for or self._plugin_executor
         self._alert = alert or (lambda kind, message: None)
         self._on_change = on_change or (lambda: None)
+        self._owner_dispatches = on_change is not None
         self.logs = settings.logs_path
         self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Read once: each is a property that builds a new object per call.
+        self._zone = settings.zone
+        self._desk = settings.desk_path
+        self._timeout = float(settings.pulse_timeout)
+        self._stall = float(settings.stall_timeout) or None
 
     def _plugin_executor(self, pulse: Pulse) -> Executor:
         from reeve_cli.plugins import get_executor
@@ -137,42 +227,81 @@ class Dispatcher:
 
     # Capacity ----------------------------------------------------------------
 
-    def _lanes_free(self) -> tuple[int, bool]:
-        normal = sum(1 for r in self.running.values() if r.lane == NORMAL)
-        critical_busy = any(r.lane == CRITICAL for r in self.running.values())
+    def _lanes_free(self, leaving: set[int] | None = None) -> tuple[int, bool]:
+        """Free normal slots and whether the critical lane is free.
+
+        `leaving`: pulse ids whose finished attempts are written in the same
+        transaction as the claim, so their lanes count as free.
+        """
+        gone = leaving or set()
+        held = [r for r in self.running.values() if r.pulse.id not in gone]
+        normal = sum(1 for r in held if r.lane == NORMAL)
+        critical_busy = any(r.lane == CRITICAL for r in held)
         return self.slots - normal, not critical_busy
 
     # Claiming ----------------------------------------------------------------
 
     def dispatch(self, now: datetime | None = None) -> int:
-        """Claim as many due pulses as the lanes allow and start them.
+        """Record finished attempts, claim due pulses into free lanes, start them.
+
+        The outcomes waiting to be written and the new claims share one write
+        transaction; when there is nothing to record, a read finds out first
+        whether anything is due, so an idle wake-up never takes the write lock.
 
         Returns:
             How many pulses were claimed.
         """
-        self.flush()
         if self.stopping:
+            self.flush()
             return 0
         now = now or utcnow()
         total = 0
         while True:
-            normal_free, critical_free = self._lanes_free()
-            if normal_free <= 0 and not critical_free:
-                break
-            claimed = self._claim(now, normal_free, critical_free)
-            if not claimed:
-                break
-            total += len(claimed)
+            pids, self._pids = self._pids, []
+            done, self._done = self._done, []
+            leaving = {entry.pulse.id for entry, _ in done}
+            normal_free, critical_free = self._lanes_free(leaving)
+            can_claim = normal_free > 0 or critical_free
+            if not pids and not done:
+                if not can_claim:
+                    break
+                if not self._anything_due(now, critical_only=normal_free <= 0):
+                    break
+            try:
+                with self.db.transaction(write=True) as conn:
+                    self._write_pids(conn, pids)
+                    outcomes = self._record(conn, done) if done else []
+                    claimed = (
+                        self._claim(conn, now, normal_free, critical_free, leaving)
+                        if can_claim
+                        else []
+                    )
+            except Exception:
+                logger.exception(
+                    "Recording %d finished attempt(s) and claiming failed; retrying",
+                    len(done),
+                )
+                self._retry_later(pids, done)
+                return total
+            self._settled(done, outcomes)
             for item in claimed:
                 self._start(item, now)
+            total += len(claimed)
+            if not claimed:
+                break
         return total
 
     def _candidates(
-        self, conn: Connection, now: datetime, wanted: int, critical_only: bool
+        self,
+        conn: Connection,
+        now: datetime,
+        wanted: int,
+        critical_only: bool,
+        leaving: set[int],
     ) -> list[Any]:
         """Read due pulses in claim order, one index range per priority."""
         params: dict[str, Any] = {"now": db_time(now), "limit": wanted}
-        busy = list(self.busy_sessions)
+        busy = [s for s, owner in self.busy_sessions.items() if owner not in leaving]
         session_clause = ""
         if busy:
             names = []
@@ -200,76 +329,123 @@ class Dispatcher:
                 break
         return found
 
-    def _claim(
-        self, now: datetime, normal_free: int, critical_free: bool
-    ) -> list[Claimed]:
-        wanted = max(normal_free, 0) + (1 if critical_free else 0)
-        stamp = db_time(utcnow())
-        with self.db.transaction(write=True) as conn:
-            rows = self._candidates(
-                conn, now, wanted + 8, critical_only=normal_free <= 0
-            )
-            chosen: list[tuple[int, str]] = []
-            sessions: set[str] = set()
-            for row in rows:
-                session = row["session_id"]
-                if session is not None and session in sessions:
-                    continue  # one attempt per session at a time
-                if normal_free > 0:
-                    lane = NORMAL
-                    normal_free -= 1
-                elif critical_free and row["priority"] == Priority.CRITICAL.rank:
-                    lane = CRITICAL
-                    critical_free = False
-                else:
-                    break
-                if session is not None:
-                    sessions.add(session)
-                chosen.append((row["id"], lane))
-                if normal_free <= 0 and not critical_free:
-                    break
-            if not chosen:
-                return []
+    def _anything_due(self, now: datetime, critical_only: bool) -> bool:
+        """One indexed read: is a pulse due for the free lanes? (no write lock)"""
+        sql = "SELECT 1 FROM pulses WHERE status = 'pending' AND scheduled_at <= :now"
+        if critical_only:
+            sql += f" AND priority = {Priority.CRITICAL.rank}"
+        with self.db.transaction() as conn:
+            rows = conn.execute(sql + " LIMIT 1", {"now": db_time(now)})
+        return bool(rows)
 
-            lanes = dict(chosen)
-            marks = ", ".join(f":p{i}" for i in range(len(chosen)))
-            params: dict[str, Any] = {f"p{i}": pid for i, (pid, _) in enumerate(chosen)}
-            params["now"] = stamp
-            updated = conn.execute(
-                "UPDATE pulses SET status = 'running', attempt = attempt + 1, "
-                "started_at = :now, finished_at = NULL, updated_at = :now "
-                f"WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
-                params,
+    def _choose(
+        self,
+        conn: Connection,
+        now: datetime,
+        normal_free: int,
+        critical_free: bool,
+        leaving: set[int],
+    ) -> list[tuple[int, str]]:
+        """Pick due pulses for the free lanes: (pulse id, lane), in claim order."""
+        wanted = max(normal_free, 0) + (1 if critical_free else 0)
+        rows = self._candidates(conn, now, wanted + 8, normal_free <= 0, leaving)
+        chosen: list[tuple[int, str]] = []
+        sessions: set[str] = set()
+        for row in rows:
+            session = row["session_id"]
+            if session is not None and session in sessions:
+                continue  # one attempt per session at a time
+            if normal_free > 0:
+                lane = NORMAL
+                normal_free -= 1
+            elif critical_free and row["priority"] == Priority.CRITICAL.rank:
+                lane = CRITICAL
+                critical_free = False
+            else:
+                break
+            if session is not None:
+                sessions.add(session)
+            chosen.append((row["id"], lane))
+            if normal_free <= 0 and not critical_free:
+                break
+        return chosen
+
+    def _claim(
+        self,
+        conn: Connection,
+        now: datetime,
+        normal_free: int,
+        critical_free: bool,
+        leaving: set[int],
+    ) -> list[Claimed]:
+        """Claim chosen pulses atomically (pending -> running) inside `conn`."""
+        stamp = db_time(utcnow())
+        chosen = self._choose(conn, now, normal_free, critical_free, leaving)
+        if not chosen:
+            return []
+        lanes = dict(chosen)
+        marks = ", ".join(f":p{i}" for i in range(len(chosen)))
+        params: dict[str, Any] = {f"p{i}": pid for i, (pid, _) in enumerate(chosen)}
+        params["now"] = stamp
+        updated = conn.execute(
+            "UPDATE pulses SET status = 'running', attempt = attempt + 1, "
+            "started_at = :now, finished_at = NULL, updated_at = :now "
+            # `+status`: look the ids up by primary key; without the `+`,
+            # SQLite walks every pending row of the status index instead.
+            f"WHERE id IN ({marks}) AND +status = 'pending' RETURNING *",
+            params,
+        )
+        pairs = sorted(
+            ((Pulse.from_row(row), row) for row in updated),
+            key=lambda pair: (
+                pair[0].priority.rank,
+                pair[0].scheduled_at,
+                pair[0].id,
+            ),
+        )
+        if not pairs:
+            return []
+        # One statement for all attempt rows of the batch; the number is
+        # the pulse's highest attempt number + 1 (interrupted attempts are
+        # rows too, so it can differ from pulses.attempt).
+        values = []
+        inserts: dict[str, Any] = {"now": stamp, "daemon_pid": os.getpid()}
+        late: dict[int, float] = {}
+        for index, (pulse, _) in enumerate(pairs):
+            late[pulse.id] = max(0.0, (now - pulse.scheduled_at).total_seconds())
+            inserts[f"q{index}"] = pulse.id
+            inserts[f"l{index}"] = late[pulse.id]
+            values.append(
+                f"(:q{index}, (SELECT COALESCE(MAX(number), 0) + 1 FROM "
+                f"attempts WHERE pulse_id = :q{index}), 'running', :now, "
+                f":l{index}, :daemon_pid)"
             )
-            pulses = sorted(
-                (Pulse.from_row(row) for row in updated),
-                key=lambda p: (p.priority.rank, p.scheduled_at, p.id),
-            )
-            claimed = []
-            for pulse in pulses:
-                lateness = (now - pulse.scheduled_at).total_seconds()
-                attempt_rows = conn.execute(
-                    "INSERT INTO attempts (pulse_id, number, status, started_at, "
-                    "lateness_s, daemon_pid) SELECT :pulse_id, "
-                    "COALESCE(MAX(number), 0) + 1, 'running', :now, :late, "
-                    ":daemon_pid FROM attempts WHERE pulse_id = :pulse_id "
-                    "RETURNING id, number",
-                    {
-                        "pulse_id": pulse.id,
-                        "now": stamp,
-                        "late": max(0.0, lateness),
-                        "daemon_pid": os.getpid(),
-                    },
-                )
-                number = int(attempt_rows[0]["number"])
-                attempt_id = int(attempt_rows[0]["id"])
-                store.record_event(
-                    conn,
+        attempt_rows = conn.execute(
+            "INSERT INTO attempts (pulse_id, number, status, started_at, "
+            "lateness_s, daemon_pid) VALUES "
+            + ", ".join(values)
+            + " RETURNING id, pulse_id, number",
+            inserts,
+        )
+        attempts = {
+            row["pulse_id"]: (int(row["id"]), int(row["number"]))
+            for row in attempt_rows
+        }
+        claimed = []
+        events = []
+        for pulse, row in pairs:
+            attempt_id, number = attempts[pulse.id]
+            lane = lanes[pulse.id]
+            events.append(
+                event_params(
                     "pulse.running",
-                    pulse=pulse,
-                    data={"attempt": number, "lane": lanes[pulse.id]},
+                    row,
+                    {"attempt": number, "lane": lane},
+                    stamp,
                 )
-                claimed.append(Claimed(pulse, attempt_id, number, lanes[pulse.id]))
+            )
+            claimed.append(Claimed(pulse, attempt_id, number, lane, late[pulse.id]))
+        conn.executemany(EVENT_SQL, events)
         return claimed
 
     # Running -----------------------------------------------------------------
@@ -287,7 +463,12 @@ class Dispatcher:
         )
         self.stats.claimed += 1
         entry = Running(
-            pulse, item.attempt_id, item.number, item.lane, time.monotonic()
+            pulse,
+            item.attempt_id,
+            item.number,
+            item.lane,
+            time.monotonic(),
+            item.lateness_s,
         )
         self.running[pulse.id] = entry
         if pulse.session_id:
@@ -309,13 +490,13 @@ class Dispatcher:
                     pulse=pulse,
                     number=entry.number,
                     prompt=build_prompt(
-                        pulse, self.settings.zone, pulse.started_at or utcnow()
+                        pulse, self._zone, pulse.started_at or utcnow()
                     ),
                     session_id=pulse.session_id,
-                    desk=self.settings.desk_path,
+                    desk=self._desk,
                     env=agent_env(self.settings, pulse, entry.attempt_id),
-                    timeout_s=float(self.settings.pulse_timeout),
-                    stall_timeout_s=float(self.settings.stall_timeout) or None,
+                    timeout_s=self._timeout,
+                    stall_timeout_s=self._stall,
                     log_path=self.logs / f"pulse-{pulse.id}-{entry.number}.log",
                     settings=self.settings,
                 )
@@ -360,6 +541,11 @@ class Dispatcher:
 
     def _flush_and_notify(self) -> None:
         self._flush_scheduled = False
+        if self._done and not self.stopping and self._owner_dispatches:
+            # The owner calls dispatch(), which writes these outcomes and the
+            # claims for the freed lanes in one transaction.
+            self._on_change()
+            return
         if self.flush() and not self.stopping:
             self._on_change()
 
@@ -378,99 +564,164 @@ class Dispatcher:
             return 0
         try:
             with self.db.transaction(write=True) as conn:
-                for entry in pids:
-                    conn.execute(
-                        "UPDATE attempts SET pid = :pid WHERE id = :id",
-                        {"pid": entry.pid, "id": entry.attempt_id},
-                    )
-                outcomes = [self._record(conn, e, r) for e, r in done]
+                self._write_pids(conn, pids)
+                outcomes = self._record(conn, done) if done else []
         except Exception:
             logger.exception(
                 "Recording %d finished attempt(s) failed; retrying", len(done)
             )
-            self._pids[:0], self._done[:0] = pids, done
-            loop = asyncio.get_running_loop()
-            loop.call_later(1.0, self._schedule_flush)
+            self._retry_later(pids, done)
             return 0
+        self._settled(done, outcomes)
+        return len(done)
+
+    def _write_pids(self, conn: Connection, pids: list[Running]) -> None:
+        if pids:
+            conn.executemany(
+                "UPDATE attempts SET pid = :pid WHERE id = :id",
+                [{"pid": e.pid, "id": e.attempt_id} for e in pids],
+            )
+
+    def _retry_later(
+        self, pids: list[Running], done: list[tuple[Running, AttemptResult]]
+    ) -> None:
+        """Put unwritten work back; write it again in a second."""
+        self._pids[:0], self._done[:0] = pids, done
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, self._schedule_flush)
+
+    def _settled(
+        self, done: list[tuple[Running, AttemptResult]], outcomes: list[Outcome]
+    ) -> None:
+        """Free the lanes of written attempts; log, alert and call plugins."""
+        if not done:
+            return
+        hooked = self._has_hooks()
         for (entry, result), outcome in zip(done, outcomes, strict=True):
             self._release(entry)
-            self._after(entry, result, outcome)
-        return len(done)
+            self._after(entry, result, outcome, hooked)
 
     # Outcomes ----------------------------------------------------------------
 
     def _record(
-        self, conn: Connection, entry: Running, result: AttemptResult
-    ) -> Outcome:
-        """Write one attempt's outcome on the attempt row and on its pulse."""
-        pulse = entry.pulse
-        now = utcnow()
-        took = result.duration_s
-        if took is None:
-            took = time.monotonic() - entry.started
-        status = "completed" if result.ok else "failed"
-        retry_at: datetime | None = None
-        if not result.ok and result.transient and pulse.attempt <= pulse.max_retries:
-            delay = retry_delay(float(self.settings.retry_backoff), pulse.attempt)
-            retry_at = now + timedelta(seconds=delay)
+        self, conn: Connection, done: list[tuple[Running, AttemptResult]]
+    ) -> list[Outcome]:
+        """Write the outcomes of finished attempts on their attempt and pulse rows.
 
-        common = {
-            "id": pulse.id,
-            "now": db_time(now),
-            "exit_code": result.exit_code,
-            "error": result.error,
-            "tail": result.output_tail or None,
-            "session": result.session_id,
-            "text": result.result_text,
-            "cost": result.cost_usd,
-            "took": took,
-            "usage": _json(result.usage) if result.usage else None,
-        }
-        attempt_row = conn.execute(
+        One statement for all attempt rows, one UPDATE ... RETURNING per pulse
+        (its event carries the pulse as stored) and one for all event rows.
+        """
+        now = utcnow()
+        stamp = db_time(now)
+        attempt_params = []
+        events = []
+        outcomes = []
+        for entry, result in done:
+            pulse = entry.pulse
+            took = result.duration_s
+            if took is None:
+                took = time.monotonic() - entry.started
+            status = "completed" if result.ok else "failed"
+            retry_at: datetime | None = None
+            if (
+                not result.ok
+                and result.transient
+                and pulse.attempt <= pulse.max_retries
+            ):
+                delay = retry_delay(float(self.settings.retry_backoff), pulse.attempt)
+                retry_at = now + timedelta(seconds=delay)
+            usage = _json(result.usage) if result.usage else None
+            # The latest id: the result's, else the one reported mid-run.
+            session = result.session_id or entry.session_id
+            common = {
+                "id": pulse.id,
+                "now": stamp,
+                "exit_code": result.exit_code,
+                "error": result.error,
+                "tail": result.output_tail or None,
+                "session": session,
+                "text": result.result_text,
+                "cost": result.cost_usd,
+                "took": took,
+                "usage": usage,
+            }
+            attempt_params.append(
+                dict(common, status=status, attempt_id=entry.attempt_id)
+            )
+            outcome_sql = (
+                "updated_at = :now, error = :error, exit_code = :exit_code, "
+                "output_tail = :tail, "
+                "result_session_id = :session, "
+                "result_text = :text, cost_usd = :cost, duration_s = :took, "
+                "usage = :usage WHERE id = :id RETURNING *"
+            )
+            if retry_at is not None:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = 'pending', scheduled_at = :retry_at, "
+                    + outcome_sql,
+                    dict(common, retry_at=db_time(retry_at)),
+                )
+                event = "pulse.retrying"
+            else:
+                rows = conn.execute(
+                    "UPDATE pulses SET status = :status, finished_at = :now, "
+                    + outcome_sql,
+                    dict(common, status=status),
+                )
+                event = f"pulse.{status}"
+            row = rows[0]
+            events.append(
+                event_params(
+                    event,
+                    row,
+                    {"attempt": entry.number, "retry_at": iso_utc(retry_at)},
+                    stamp,
+                )
+            )
+            paused = None
+            if row["schedule_name"] and retry_at is None:
+                paused = self._schedule_outcome(conn, row["schedule_name"], result.ok)
+            attempt = Attempt(
+                id=entry.attempt_id,
+                pulse_id=pulse.id,
+                number=entry.number,
+                status=status,
+                started_at=pulse.started_at or now,
+                finished_at=now,
+                lateness_s=entry.lateness_s,
+                duration_s=took,
+                exit_code=result.exit_code,
+                error=result.error,
+                session_id=session,
+                cost_usd=result.cost_usd,
+                usage=dict(result.usage),
+                pid=entry.pid,
+                log_path=None,
+            )
+            outcomes.append(Outcome(row, attempt, took, retry_at, paused))
+        conn.executemany(
             "UPDATE attempts SET status = :status, finished_at = :now, "
             "duration_s = :took, exit_code = :exit_code, error = :error, "
-            "session_id = :session, cost_usd = :cost, usage = :usage "
-            "WHERE id = :attempt_id RETURNING *",
-            dict(common, status=status, attempt_id=entry.attempt_id),
-        )[0]
-        outcome_sql = (
-            "updated_at = :now, error = :error, exit_code = :exit_code, "
-            "output_tail = :tail, result_session_id = :session, "
-            "result_text = :text, cost_usd = :cost, duration_s = :took, "
-            "usage = :usage WHERE id = :id RETURNING *"
+            "session_id = :session, cost_usd = :cost, "
+            "usage = :usage WHERE id = :attempt_id",
+            attempt_params,
         )
-        if retry_at is not None:
-            rows = conn.execute(
-                "UPDATE pulses SET status = 'pending', scheduled_at = :retry_at, "
-                + outcome_sql,
-                dict(common, retry_at=db_time(retry_at)),
-            )
-            event = "pulse.retrying"
-        else:
-            rows = conn.execute(
-                "UPDATE pulses SET status = :status, finished_at = :now, "
-                + outcome_sql,
-                dict(common, status=status),
-            )
-            event = f"pulse.{status}"
-        stored = Pulse.from_row(rows[0])
-        store.record_event(
-            conn,
-            event,
-            pulse=stored,
-            data={"attempt": entry.number, "retry_at": iso_utc(retry_at)},
-        )
-        paused = None
-        if stored.schedule_name and retry_at is None:
-            paused = self._schedule_outcome(conn, stored, result.ok)
-        return Outcome(stored, Attempt.from_row(attempt_row), took, retry_at, paused)
+        conn.executemany(EVENT_SQL, events)
+        return outcomes
 
-    def _after(self, entry: Running, result: AttemptResult, outcome: Outcome) -> None:
+    def _after(
+        self,
+        entry: Running,
+        result: AttemptResult,
+        outcome: Outcome,
+        hooked: bool = True,
+    ) -> None:
         """Log, count, alert and call plugins once an outcome is written."""
-        stored = outcome.pulse
-        claimed_at = entry.pulse.started_at or stored.updated_at
-        late = max(0.0, (claimed_at - entry.pulse.scheduled_at).total_seconds())
-        self._log_outcome(stored, entry, result, outcome.took, late, outcome.retry_at)
+        row = outcome.row
+        pulse = entry.pulse
+        claimed_at = pulse.started_at or pulse.updated_at
+        late = max(0.0, (claimed_at - pulse.scheduled_at).total_seconds())
+        self._log_outcome(pulse, entry, result, outcome.took, late, outcome.retry_at)
         if result.ok:
             self.stats.completed += 1
         elif outcome.retry_at is not None:
@@ -479,7 +730,7 @@ class Dispatcher:
             self.stats.failed += 1
             self._alert(
                 "pulse_failed",
-                f"Pulse {stored.id} failed after {stored.attempt} attempt(s): "
+                f"Pulse {pulse.id} failed after {row['attempt']} attempt(s): "
                 f"{result.error or 'unknown error'}",
             )
         if outcome.paused is not None:
@@ -490,13 +741,13 @@ class Dispatcher:
                 "failed pulses in a row; 'reeve schedule resume "
                 f"{paused.name}' starts it again",
             )
-        self._hook(stored, outcome.attempt)
+        if hooked:
+            self._hook(Pulse.from_row(row), outcome.attempt)
 
     def _schedule_outcome(
-        self, conn: Connection, pulse: Pulse, ok: bool
+        self, conn: Connection, name: str, ok: bool
     ) -> Schedule | None:
         """Track a schedule's failure streak; pause it at the limit."""
-        name = pulse.schedule_name
         if ok:
             conn.execute(
                 "UPDATE schedules SET failure_streak = 0 WHERE name = :name "
@@ -570,6 +821,19 @@ class Dispatcher:
                 took,
                 result.error,
             )
+
+    def _has_hooks(self) -> bool:
+        """Whether any plugin implements `on_attempt_finished` (else skip building)."""
+        try:
+            from reeve_cli.plugins import plugin_manager
+        except ImportError:
+            return False
+        try:
+            hook = plugin_manager().hook.on_attempt_finished
+        except Exception:
+            logger.exception("Plugins could not be loaded")
+            return False
+        return bool(hook.get_hookimpls())
 
     def _hook(self, pulse: Pulse, attempt: Attempt) -> None:
         try:

@@ -151,15 +151,29 @@ def agent_env(settings: Settings, pulse: Pulse, attempt_id: int) -> dict[str, st
     They tell the agent which pulse woke it, and let a `reeve mcp serve` started
     by the agent find the same database, config and zone as the daemon.
     """
+    cached = _ENV_CACHE.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = (
+            settings,
+            {
+                "REEVE_DATA_DIR": str(settings.data_path),
+                "REEVE_DATABASE_URL": settings.db_url,
+                "REEVE_CONFIG": str(settings.config_file),
+                "REEVE_TIMEZONE": str(settings.timezone),
+            },
+        )
+        _ENV_CACHE.clear()  # one Settings object per process in practice
+        _ENV_CACHE[id(settings)] = cached
     return {
         "REEVE_PULSE_ID": str(pulse.id),
         "REEVE_PULSE_PRIORITY": pulse.priority.value,
         "REEVE_ATTEMPT_ID": str(attempt_id),
-        "REEVE_DATA_DIR": str(settings.data_path),
-        "REEVE_DATABASE_URL": settings.db_url,
-        "REEVE_CONFIG": str(settings.config_file),
-        "REEVE_TIMEZONE": str(settings.timezone),
+        **cached[1],
     }
+
+
+# The settings part of agent_env(), per Settings object (the daemon has one).
+_ENV_CACHE: dict[int, tuple[Settings, dict[str, str]]] = {}
 
 
 def process_env(

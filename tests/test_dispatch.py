@@ -13,11 +13,12 @@ from reeve_cli.config import load_settings
 from reeve_cli.dispatch import (
     SCHEDULE_FAILURE_LIMIT,
     Dispatcher,
+    pulse_payload,
     recover,
     retry_delay,
 )
 from reeve_cli.executor import AttemptResult
-from reeve_cli.model import Status, utcnow
+from reeve_cli.model import Pulse, Status, utcnow
 from reeve_cli.schedule import create_schedule, fire_schedule
 
 
@@ -269,3 +270,47 @@ def test_retry_delay_doubles_with_bounded_jitter(attempts):
 
     assert all(nominal <= d <= nominal * 1.2 for d in delays)
     assert len(set(delays)) > 1
+
+
+def test_event_payload_is_the_pulse_as_to_dict_gives_it(db):
+    pulse = add(db, "payload", sticky_notes=["a note"], tags=["x"], session_id="s-1")
+    stamps = [
+        "2026-12-03T17:00:00.000000Z",  # no fraction: iso_utc drops it
+        "2026-12-03T17:00:00.000400Z",  # under a millisecond: ".000"
+        "2026-12-03T17:00:00.123456Z",
+    ]
+    for stamp in stamps:
+        with db.transaction(write=True) as conn:
+            row = conn.execute(
+                "UPDATE pulses SET started_at = :t, finished_at = :t, "
+                "usage = :usage, output_tail = 'tail', exit_code = 0 "
+                "WHERE id = :id RETURNING *",
+                {"t": stamp, "id": pulse.id, "usage": '{"output_tokens": 3}'},
+            )[0]
+        assert pulse_payload(row) == Pulse.from_row(row).to_dict()
+
+
+async def test_waiting_session_pulse_is_claimed_in_the_pass_that_frees_it(
+    monkeypatch, db
+):
+    hold = asyncio.Event()
+    executor = FakeExecutor(hold=hold)
+    dispatcher = make(monkeypatch, db, executor, max_concurrent=2)
+    first = add(db, "first", session_id="shared", ago=20)
+    second = add(db, "second", session_id="shared", ago=10)
+    dispatcher._owner_dispatches = True
+    dispatcher._on_change = dispatcher.dispatch
+
+    assert dispatcher.dispatch() == 1
+    assert store.get_pulse(db, second.id).status is Status.PENDING
+    hold.set()
+    deadline = asyncio.get_running_loop().time() + 30
+    while store.get_pulse(db, second.id).status is Status.PENDING:
+        if asyncio.get_running_loop().time() > deadline:
+            break  # nothing else wakes the dispatcher: it was never claimed
+        await asyncio.sleep(0.01)
+    await drain(dispatcher)
+
+    assert store.get_pulse(db, second.id).status is Status.COMPLETED
+    assert executor.started == [first.id, second.id]
+    assert store.get_pulse(db, first.id).status is Status.COMPLETED
