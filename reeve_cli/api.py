@@ -53,7 +53,7 @@ from reeve_cli.api_input import (
 from reeve_cli.api_token import ensure_api_token as ensure_api_token
 from reeve_cli.api_token import read_api_token as read_api_token
 from reeve_cli.config import Settings
-from reeve_cli.db import Database
+from reeve_cli.db import Connection, Database
 from reeve_cli.errors import DatabaseError, InvalidTime, InvalidValue, ReeveError
 from reeve_cli.model import Priority, Pulse, Status, utcnow
 
@@ -106,6 +106,14 @@ class RateLimited(ReeveError):
         self.retry_after = retry_after
 
 
+class _Retry(Exception):
+    """A batched write could not run on the loop; run it alone on the thread."""
+
+
+class _Rollback(Exception):
+    """Roll back a batch of one whose write was refused."""
+
+
 # Context shared by the handlers --------------------------------------------
 
 
@@ -123,6 +131,8 @@ class ApiContext:
         # waits for the write lock (see `write`). None for other databases.
         self.loop_db = Database(db.url, busy_timeout=0) if db.is_sqlite else None
         self._loop_db_ready = False
+        # Writes waiting for the next turn of the loop (see `write`).
+        self._batch: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         # Writes on the loop since the last WAL checkpoint was started.
         self._unchecked_writes = 0
         self._checkpointing = False
@@ -138,30 +148,90 @@ class ApiContext:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(func, *args, **kwargs))
 
-    async def write(self, func: Callable[[Database], T], on_loop: bool = True) -> T:
-        """Run `func(db)`: on the event loop when SQLite's write lock is free.
+    async def write(
+        self,
+        in_transaction: Callable[[Connection], T],
+        alone: Callable[[Database], T],
+        on_loop: bool = True,
+    ) -> T:
+        """Write on the event loop when SQLite's lock is free, else on the thread.
 
         A create is ~0.3 ms of work; handing it to the worker thread costs about
         as much again (future, thread wake-up, GIL hand-over) and makes the loop
-        wait for the GIL behind it. So it runs here, on a connection with a busy
-        timeout of 0: if another process holds the lock, SQLite refuses at once,
-        the transaction is rolled back, and the same work is done again on the
-        worker thread, which may wait the full busy timeout without stalling the
-        daemon. `func` must be safe to repeat after a rolled-back attempt.
+        wait for the GIL behind it. So `in_transaction(conn)` runs here, in a
+        write transaction shared with the other writes that arrived in the same
+        turn of the loop (one commit for all, each in its own savepoint), on a
+        connection with a busy timeout of 0: if another process holds the lock,
+        SQLite refuses at once, the transaction is rolled back, and `alone(db)`
+        is run on the worker thread instead, which may wait the full busy
+        timeout without stalling the daemon. Both must be safe to run after a
+        rolled-back attempt.
         """
-        if on_loop and self.loop_db is not None:
-            try:
-                if not self._loop_db_ready:
-                    self._prepare_loop_db(self.loop_db)
-                result = func(self.loop_db)
-            except (DatabaseError, sqlite3.OperationalError):
-                logger.debug("Database busy on the event loop; retrying on a thread")
+        if not on_loop or self.loop_db is None:
+            return await self.run(alone, self.db)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((in_transaction, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._flush)
+        try:
+            return await future  # type: ignore[no-any-return]
+        except _Retry:
+            return await self.run(alone, self.db)
+
+    def _flush(self) -> None:
+        """Run the queued writes in one transaction on the loop's connection."""
+        batch, self._batch = self._batch, []
+        batch = [(func, future) for func, future in batch if not future.cancelled()]
+        if not batch:
+            return
+        assert self.loop_db is not None
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            if not self._loop_db_ready:
+                self._prepare_loop_db(self.loop_db)
+            with self.loop_db.transaction(write=True) as conn:
+                if len(batch) == 1:
+                    func, future = batch[0]
+                    try:
+                        done.append((future, func(conn), None))
+                    except DatabaseError:
+                        raise
+                    except ReeveError as exc:
+                        done.append((future, None, exc))
+                        raise _Rollback() from None
+                else:
+                    for func, future in batch:
+                        conn.execute("SAVEPOINT api_write")
+                        try:
+                            done.append((future, func(conn), None))
+                        except DatabaseError:
+                            raise
+                        except ReeveError as exc:
+                            conn.execute("ROLLBACK TO api_write")
+                            done.append((future, None, exc))
+                        conn.execute("RELEASE api_write")
+        except _Rollback:
+            pass
+        except Exception as exc:
+            # Busy (another process writes), or the database failed: each write
+            # is tried again alone on the worker thread, which reports errors.
+            if not isinstance(exc, DatabaseError | sqlite3.OperationalError):
+                logger.warning("API batch write failed (%s); retrying each alone", exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(_Retry())
+            return
+        for future, result, error in done:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
             else:
-                self._unchecked_writes += 1
-                if self._unchecked_writes >= CHECKPOINT_EVERY:
-                    self._start_checkpoint()
-                return result
-        return await self.run(func, self.db)
+                future.set_result(result)
+        self._unchecked_writes += len(batch)
+        if self._unchecked_writes >= CHECKPOINT_EVERY:
+            self._start_checkpoint()
 
     def _prepare_loop_db(self, loop_db: Database) -> None:
         """Keep WAL checkpoints (and their fsync) off the event loop.
@@ -485,33 +555,42 @@ async def pulse_create(request: Request) -> Response:
             field="max_retries",
         )
 
-    def create(db: Database) -> tuple[Pulse, bool, str]:
+    new = store.NewPulse(
+        prompt=prompt,
+        scheduled_at=utcnow(),  # replaced below, once the time is read
+        priority=priority or "normal",
+        session_id=session_id,
+        sticky_notes=notes,
+        tags=tags,
+        source=source or "api",
+        max_retries=ctx.settings.max_retries if max_retries is None else max_retries,
+        idempotency_key=key,
+        executor=executor,
+        max_prompt_bytes=ctx.settings.max_prompt_bytes,
+    )
+
+    def create_in(conn: Connection) -> tuple[Pulse, bool, str]:
+        if key is not None:
+            ctx.parse_time(when_text or "now", when_field, allow_past=True)
+            if (existing := store.pulse_by_key(conn, key)) is not None:
+                return existing, False, ""
+        new.set_time(ctx.parse_time(when_text or "now", when_field, allow_past))
+        return store.insert_pulse(conn, new)
+
+    def create_alone(db: Database) -> tuple[Pulse, bool, str]:
         if key is not None:
             ctx.parse_time(when_text or "now", when_field, allow_past=True)
             if (existing := _find_by_key(db, key)) is not None:
                 return existing, False, ""
+        new.set_time(ctx.parse_time(when_text or "now", when_field, allow_past))
+        return store.add_new_pulse(db, new)
 
-        when = ctx.parse_time(when_text or "now", when_field, allow_past)
-        return store.add_pulse_json(
-            db,
-            prompt=prompt,
-            scheduled_at=when,
-            priority=priority or "normal",
-            session_id=session_id,
-            sticky_notes=notes,
-            tags=tags,
-            source=source or "api",
-            max_retries=(
-                ctx.settings.max_retries if max_retries is None else max_retries
-            ),
-            idempotency_key=key,
-            executor=executor,
-            max_prompt_bytes=ctx.settings.max_prompt_bytes,
-        )
-
-    pulse, created, text = await ctx.write(create, on_loop=quick_time(when_text))
+    pulse, created, text = await ctx.write(
+        create_in, create_alone, on_loop=quick_time(when_text)
+    )
     if created:
         ctx.wrote()
+        store.log_added(pulse)
         return _json_response(text, 201)
     return JSONResponse(pulse.to_dict(), 200, headers={"Idempotent-Replayed": "true"})
 
@@ -741,35 +820,81 @@ def routes() -> list[Route]:
 
 
 class ReeveApp(Starlette):
-    """Starlette, plus the server's own `send` kept in the scope for event streams.
+    """Starlette, plus the server's own `send` kept in the scope for event streams,
+    and one TCP segment per response.
 
     Middleware wraps `send`; the event stream needs the server's to notice a
     graceful shutdown (see `api_events`).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope["reeve.server_send"] = send
-            _set_nodelay(send)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope["reeve.server_send"] = send
+        sock = _tcp_socket(send)
+        if sock is None:
+            await super().__call__(scope, receive, send)
+            return
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _TCP_CORK is None:
+            await super().__call__(scope, receive, send)
+            return
+
+        corked = False
+
+        async def coalescing_send(message: Message) -> None:
+            # uvicorn writes the status line and headers, then the body, with
+            # two send() calls; on loopback each is a segment the kernel carries
+            # to the client in the sender's time. Corked, they leave as one.
+            nonlocal corked
+            if message["type"] == "http.response.start":
+                corked = _cork(sock, True)
+                await send(message)
+                return
+            try:
+                await send(message)
+            finally:
+                if corked:
+                    corked = _cork(sock, False)
+
+        try:
+            await super().__call__(scope, receive, coalescing_send)
+        finally:
+            if corked:
+                _cork(sock, False)
 
 
-def _set_nodelay(send: Send) -> None:
-    """Turn Nagle's algorithm off on the connection behind uvicorn's `send`.
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 
-    asyncio sets TCP_NODELAY only on sockets created with proto IPPROTO_TCP; a
-    listening socket made with `socket.socket(AF_INET, SOCK_STREAM)` and handed to
-    uvicorn yields connections without it, and every keep-alive response then
-    waits ~40 ms for a delayed ACK (91 instead of 2,000 req/s, docs/performance.md).
-    One setsockopt per request is cheaper than finding out.
+
+def _cork(sock: Any, on: bool) -> bool:
+    """Set TCP_CORK; return whether the socket is now corked."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
+    except OSError:
+        return False
+    return on
+
+
+def _tcp_socket(send: Send) -> Any:
+    """Return the TCP socket behind uvicorn's `send`, or None.
+
+    TCP_NODELAY is set on it for every request: asyncio sets it only on sockets
+    created with proto IPPROTO_TCP; a listening socket made with
+    `socket.socket(AF_INET, SOCK_STREAM)` and handed to uvicorn yields connections
+    without it, and every keep-alive response then waits ~40 ms for a delayed ACK
+    (91 instead of 2,000 req/s, docs/performance.md). One setsockopt per request
+    is cheaper than finding out.
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:
-        return
+        return None
     sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
 
 
 def close_streams(app: Starlette) -> None:

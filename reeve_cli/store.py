@@ -140,6 +140,11 @@ def _by_key(conn: Connection, key: str) -> Pulse | None:
     return Pulse.from_row(rows[0]) if rows else None
 
 
+def pulse_by_key(conn: Connection, key: str) -> Pulse | None:
+    """Return the pulse stored with this idempotency key, inside a transaction."""
+    return _by_key(conn, key)
+
+
 _PULSE_INSERT_COLUMNS = (
     "prompt",
     "scheduled_at",
@@ -230,95 +235,172 @@ def add_pulse_json(
     re-parsed), and its JSON is rendered once, for the `pulse.created` event and
     for the caller (the HTTP API answers with it).
     """
-    check_prompt(prompt, max_prompt_bytes)
-    priority = Priority.parse(priority)
-    notes = _clean_list(sticky_notes, "sticky note", MAX_NOTE_LENGTH)
-    tag_list = _clean_list(tags, "tag", MAX_TAG_LENGTH)
-    key = _check_optional_text(idempotency_key, "idempotency key", MAX_KEY_LENGTH)
-    session = _check_optional_text(session_id, "session id", 200)
-    if not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
-        raise InvalidValue(
-            f"max_retries must be between 0 and 100, got {max_retries!r}",
-            field="max_retries",
-        )
-    if scheduled_at.tzinfo is None:
-        raise ValueError("scheduled_at must be timezone-aware")
+    pulse, created, text = add_new_pulse(
+        db,
+        NewPulse(
+            prompt=prompt,
+            scheduled_at=scheduled_at,
+            priority=priority,
+            session_id=session_id,
+            sticky_notes=sticky_notes,
+            tags=tags,
+            source=source,
+            max_retries=max_retries,
+            idempotency_key=idempotency_key,
+            executor=executor,
+            schedule_name=schedule_name,
+            meta=meta,
+            max_prompt_bytes=max_prompt_bytes,
+        ),
+    )
+    if created:
+        log_added(pulse)
+    return pulse, created, text
 
-    created_at = utcnow()
-    now = db_time(created_at)
-    meta_text = _json(meta) if meta else None
-    source = source[:MAX_SOURCE_LENGTH]
-    params = {
-        "prompt": prompt,
-        "scheduled_at": db_time(scheduled_at),
-        "priority": priority.rank,
-        "status": Status.PENDING.value,
-        "session_id": session,
-        "sticky_notes": _json(notes),
-        "tags": _json(tag_list),
-        "source": source,
-        "created_at": now,
-        "updated_at": now,
-        "max_retries": max_retries,
-        "idempotency_key": key,
-        "executor": executor,
-        "schedule_name": schedule_name,
-        "meta": meta_text,
-    }
+
+def add_new_pulse(db: Database, new: NewPulse) -> tuple[Pulse, bool, str]:
+    """`insert_pulse` in its own transaction; a key that another writer stored
+    at the same moment returns that writer's pulse. Does not log."""
     try:
         with db.transaction(write=True) as conn:
-            if key is not None and (existing := _by_key(conn, key)) is not None:
-                return existing, False, _json(existing.to_dict())
-            rows = conn.execute(_PULSE_INSERT, params)
-            # Exactly what Pulse.from_row would read back from this row.
-            pulse = Pulse(
-                id=rows[0]["id"],
-                prompt=prompt,
-                scheduled_at=scheduled_at.astimezone(UTC),
-                priority=priority,
-                status=Status.PENDING,
-                session_id=session,
-                sticky_notes=notes,
-                tags=tag_list,
-                source=source,
-                created_at=created_at,
-                updated_at=created_at,
-                started_at=None,
-                finished_at=None,
-                attempt=0,
-                max_retries=max_retries,
-                error=None,
-                idempotency_key=key,
-                executor=executor,
-                schedule_name=schedule_name,
-                exit_code=None,
-                output_tail=None,
-                result_session_id=None,
-                result_text=None,
-                cost_usd=None,
-                duration_s=None,
-                usage={},
-                meta=dict(json.loads(meta_text)) if meta_text else {},
-            )
-            text = _json(pulse.to_dict())
-            record_event(conn, "pulse.created", pulse=pulse, pulse_json=text)
+            return insert_pulse(conn, new)
     except Exception as exc:
-        if key is None or not _is_integrity_error(exc):
+        if new.key is None or not _is_integrity_error(exc):
             raise
         with db.transaction() as conn:
-            existing = _by_key(conn, key)
+            existing = _by_key(conn, new.key)
         if existing is None:
             raise
         return existing, False, _json(existing.to_dict())
 
-    logger.info(
-        "Pulse %d added (priority %s, due %s, source %s)",
-        pulse.id,
-        pulse.priority.value,
-        params["scheduled_at"],
-        pulse.source,
+
+class NewPulse:
+    """A pulse to add, checked and rendered for its row (see `insert_pulse`).
+
+    Raises:
+        InvalidValue: a field is empty, too long or of the wrong kind.
+    """
+
+    __slots__ = ("key", "meta", "notes", "params", "priority", "scheduled_at", "tags")
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        scheduled_at: datetime,
+        priority: Priority | str = Priority.NORMAL,
+        session_id: str | None = None,
+        sticky_notes: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        source: str = "cli",
+        max_retries: int = 2,
+        idempotency_key: str | None = None,
+        executor: str | None = None,
+        schedule_name: str | None = None,
+        meta: dict[str, Any] | None = None,
+        max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES,
+    ) -> None:
+        check_prompt(prompt, max_prompt_bytes)
+        self.priority = Priority.parse(priority)
+        self.notes = _clean_list(sticky_notes, "sticky note", MAX_NOTE_LENGTH)
+        self.tags = _clean_list(tags, "tag", MAX_TAG_LENGTH)
+        self.key = _check_optional_text(
+            idempotency_key, "idempotency key", MAX_KEY_LENGTH
+        )
+        session = _check_optional_text(session_id, "session id", 200)
+        if not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
+            raise InvalidValue(
+                f"max_retries must be between 0 and 100, got {max_retries!r}",
+                field="max_retries",
+            )
+        self.scheduled_at = scheduled_at
+        meta_text = _json(meta) if meta else None
+        # Exactly what Pulse.from_row would read back from the row.
+        self.meta = dict(json.loads(meta_text)) if meta_text else {}
+        self.params: dict[str, Any] = {
+            "prompt": prompt,
+            "scheduled_at": None,
+            "priority": self.priority.rank,
+            "status": Status.PENDING.value,
+            "session_id": session,
+            "sticky_notes": _json(self.notes),
+            "tags": _json(self.tags),
+            "source": source[:MAX_SOURCE_LENGTH],
+            "created_at": None,
+            "updated_at": None,
+            "max_retries": max_retries,
+            "idempotency_key": self.key,
+            "executor": executor,
+            "schedule_name": schedule_name,
+            "meta": meta_text,
+        }
+        self.set_time(scheduled_at)
+
+    def set_time(self, scheduled_at: datetime) -> None:
+        """Set when the pulse is due (an aware datetime)."""
+        if scheduled_at.tzinfo is None:
+            raise ValueError("scheduled_at must be timezone-aware")
+        self.scheduled_at = scheduled_at.astimezone(UTC)
+        self.params["scheduled_at"] = db_time(self.scheduled_at)
+
+
+def insert_pulse(conn: Connection, new: NewPulse) -> tuple[Pulse, bool, str]:
+    """Add a checked pulse inside the caller's write transaction.
+
+    Returns the pulse, whether it was created (False: the one with the same key),
+    and its `to_dict()` as JSON text. Logging is the caller's, after the commit
+    (`log_added`).
+    """
+    if new.key is not None and (existing := _by_key(conn, new.key)) is not None:
+        return existing, False, _json(existing.to_dict())
+    created_at = utcnow()
+    params = new.params
+    params["created_at"] = params["updated_at"] = db_time(created_at)
+    rows = conn.execute(_PULSE_INSERT, params)
+    pulse = Pulse(
+        id=rows[0]["id"],
+        prompt=params["prompt"],
+        scheduled_at=new.scheduled_at,
+        priority=new.priority,
+        status=Status.PENDING,
+        session_id=params["session_id"],
+        sticky_notes=new.notes,
+        tags=new.tags,
+        source=params["source"],
+        created_at=created_at,
+        updated_at=created_at,
+        started_at=None,
+        finished_at=None,
+        attempt=0,
+        max_retries=params["max_retries"],
+        error=None,
+        idempotency_key=new.key,
+        executor=params["executor"],
+        schedule_name=params["schedule_name"],
+        exit_code=None,
+        output_tail=None,
+        result_session_id=None,
+        result_text=None,
+        cost_usd=None,
+        duration_s=None,
+        usage={},
+        meta=new.meta,
     )
+    text = _json(pulse.to_dict())
+    record_event(conn, "pulse.created", pulse=pulse, pulse_json=text)
     return pulse, True, text
+
+
+def log_added(pulse: Pulse) -> None:
+    """Log a pulse created by `insert_pulse` (after its transaction committed)."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "Pulse %d added (priority %s, due %s, source %s)",
+            pulse.id,
+            pulse.priority.value,
+            db_time(pulse.scheduled_at),
+            pulse.source,
+        )
 
 
 def _is_integrity_error(exc: Exception) -> bool:

@@ -1277,3 +1277,117 @@ def test_pulse_shape_is_the_model_shape(client, auth, db):
         row = conn.execute("SELECT * FROM pulses WHERE id = :id", {"id": body["id"]})[0]
 
     assert body == Pulse.from_row(row).to_dict()
+
+
+# Writes on the event loop: batched commits, and the thread when SQLite is busy --
+
+
+async def _asgi_post(app, body, headers):
+    """One POST /api/pulses straight through ASGI; returns (status, JSON body)."""
+    raw = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/pulses",
+        "raw_path": b"/api/pulses",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        + [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive():
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_creates_arriving_together_commit_together_and_fail_alone(app, auth, db):
+    import asyncio
+
+    bodies = [
+        {"prompt": "one", "at": "in 1h"},
+        {"prompt": "two", "at": "2020-01-01 10:00"},  # in the past: refused
+        {"prompt": "three", "at": "in 2h", "idempotency_key": "same"},
+        {"prompt": "four", "at": "in 3h", "idempotency_key": "same"},
+        {"prompt": "five", "at": "+90s", "tags": ["x"]},
+    ]
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            return await asyncio.gather(*(_asgi_post(app, b, auth) for b in bodies))
+
+    results = asyncio.run(run())
+
+    assert [status for status, _ in results] == [201, 400, 201, 200, 201]
+    assert results[1][1]["error"]["field"] == "at"
+    assert results[3][1]["id"] == results[2][1]["id"]
+    assert results[3][1]["prompt"] == "three"
+    stored = store.list_pulses(db)
+    assert sorted(p.prompt for p in stored) == ["five", "one", "three"]
+    for status, data in results:
+        if status == 201:
+            assert store.get_pulse(db, data["id"]).to_dict() == data
+    with db.transaction() as conn:
+        events = conn.execute("SELECT kind, pulse_id, data FROM events ORDER BY id")
+    assert [(e["kind"], e["pulse_id"]) for e in events] == [
+        ("pulse.created", results[i][1]["id"]) for i in (0, 2, 4)
+    ]
+    assert json.loads(events[2]["data"]) == {"pulse": results[4][1]}
+
+
+def test_create_waits_on_the_thread_while_another_process_writes(client, auth, db):
+    import threading
+
+    other = sqlite3.connect(db.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    started = time.monotonic()
+    timer.start()
+    try:
+        response = post_pulse(client, auth, at="in 10m")
+    finally:
+        timer.join()
+        other.close()
+
+    assert response.status_code == 201
+    assert time.monotonic() - started >= 0.45  # it waited for the lock, not failed
+    assert store.get_pulse(db, response.json()["id"]).prompt == "check the flight"
+    assert table_count(db, "events") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "quick"),
+    [
+        (None, True),
+        ("now", True),
+        ("in 30d", True),
+        ("+90s", True),
+        ("1h30m", True),
+        ("2 hours", True),
+        ("at 18:30", True),
+        ("9am", True),
+        ("2026-09-01 06:45", True),
+        ("2026-09-01T06:45:00Z", True),
+        ("1767225600", True),
+        ("tomorrow 6:45", False),
+        ("next monday 14:00", False),
+        ("in a week", False),
+    ],
+)
+def test_quick_time_names_the_forms_read_without_dateparser(text, quick):
+    from reeve_cli.api import quick_time
+
+    assert quick_time(text) is quick
