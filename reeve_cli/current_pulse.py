@@ -160,10 +160,12 @@ def find_current(db: Database) -> Found | None:
 def recorded_session(found: Found, logs_dir: Path | None) -> tuple[str | None, str]:
     """The session id the daemon recorded for the current pulse, and its origin.
 
-    In order: the session id stored on the running attempt; the one in the
-    agent's `system`/`init` event in that attempt's log (the daemon stores the
-    id on the row only when the attempt ends); the session this pulse resumes
-    (Claude Code keeps the id on resume); the pulse's last recorded session.
+    In order: the session id stored on the running attempt (the daemon stores
+    it as soon as the executor reports the agent's `system`/`init` event); the
+    one in that event in the attempt's log (a fallback for executors that do not
+    report it early, or the instant before the daemon's write); the session
+    this pulse resumes (Claude Code keeps the id on resume); the pulse's last
+    recorded session.
     """
     attempt = found.attempt
     if attempt is not None and attempt.session_id:

@@ -499,6 +499,7 @@ class Dispatcher:
                     stall_timeout_s=self._stall,
                     log_path=self.logs / f"pulse-{pulse.id}-{entry.number}.log",
                     settings=self.settings,
+                    on_session=lambda session: self._on_session(entry, session),
                 )
                 result = await executor.run(
                     request, lambda pid: self._on_pid(entry, pid)
@@ -532,6 +533,15 @@ class Dispatcher:
     def _on_pid(self, entry: Running, pid: int) -> None:
         entry.pid = pid
         self._pids.append(entry)
+        self._schedule_flush()
+
+    def _on_session(self, entry: Running, session: str) -> None:
+        """The executor learned the agent's session id: store it on the attempt now."""
+        if not isinstance(session, str) or not session or session == entry.session_id:
+            return
+        entry.session_id = session
+        if not any(queued is entry for queued in self._pids):
+            self._pids.append(entry)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -576,10 +586,16 @@ class Dispatcher:
         return len(done)
 
     def _write_pids(self, conn: Connection, pids: list[Running]) -> None:
+        """Store what running attempts reported: the agent's pid, its session id."""
         if pids:
             conn.executemany(
-                "UPDATE attempts SET pid = :pid WHERE id = :id",
-                [{"pid": e.pid, "id": e.attempt_id} for e in pids],
+                "UPDATE attempts SET pid = COALESCE(:pid, pid), "
+                "session_id = COALESCE(:session, session_id) "
+                "WHERE id = :id AND status = 'running'",
+                [
+                    {"pid": e.pid, "session": e.session_id, "id": e.attempt_id}
+                    for e in pids
+                ],
             )
 
     def _retry_later(

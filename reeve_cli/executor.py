@@ -54,6 +54,12 @@ class AttemptRequest:
     stall_timeout_s: float | None
     log_path: Path
     settings: Settings
+    # Optional: call with the agent's session id as soon as it is known (the
+    # `system`/`init` event), and again if it changes. The daemon stores it on
+    # the running attempt at once, so the agent's own tools can resume the
+    # session mid-run. Executors that never call it keep working: the id in
+    # AttemptResult is stored when the attempt ends.
+    on_session: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,9 @@ class Executor(Protocol):
         """Run the attempt and report how it ended.
 
         Args:
-            request: the pulse, prompt, desk, limits and log file of this attempt.
+            request: the pulse, prompt, desk, limits and log file of this attempt;
+                `request.on_session`, when set, takes the agent's session id as
+                soon as the executor learns it (optional to call).
             on_start: called with the agent's pid once the process exists.
 
         Raises:

@@ -233,3 +233,54 @@ def test_stream_state_ignores_noise_and_keeps_latest_session():
     assert state.result_text == "ok"
     assert state.cost_usd == 0.5
     assert state.saw_result is True and state.is_error is False
+
+
+async def test_session_id_is_reported_when_init_arrives_before_the_end(
+    tmp_path, agent_log, fake_settings
+):
+    import asyncio
+
+    seen = []
+    reported = asyncio.Event()
+
+    def on_session(session):
+        seen.append(session)
+        reported.set()
+
+    request = make_request(
+        tmp_path, "[sleep 30] work", settings=fake_settings, on_session=on_session
+    )
+    task = asyncio.create_task(ClaudeCodeExecutor().run(request, lambda pid: None))
+    await asyncio.wait_for(reported.wait(), timeout=30)
+
+    assert not task.done()  # the agent is still sleeping
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(seen) == 1 and len(seen[0]) == 36
+
+
+async def test_resume_reports_the_new_session_id_too(
+    tmp_path, agent_log, fake_settings
+):
+    seen = []
+    request = make_request(
+        tmp_path,
+        "[new-session] go on",
+        settings=fake_settings,
+        session_id="abc-1",
+        on_session=seen.append,
+    )
+    result = await ClaudeCodeExecutor().run(request, lambda pid: None)
+
+    assert seen == ["abc-1", result.session_id]
+
+
+def test_stream_state_survives_a_failing_session_callback():
+    def broken(session):
+        raise RuntimeError("callback bug")
+
+    state = StreamState(on_session=broken)
+    state.feed(b'{"type": "system", "subtype": "init", "session_id": "one"}')
+
+    assert state.session_id == "one"

@@ -179,6 +179,36 @@ def test_stalled_agent_is_stopped(db, daemon, agent_log):
     wait_for(lambda: not _alive(run["pid"]), 10)
 
 
+def test_running_attempt_has_its_session_id_before_the_agent_ends(
+    db, daemon, agent_log
+):
+    handle = daemon(REEVE_STOP_GRACE="0.5")
+    pulse = add(db, "long [sleep 60]")
+
+    def stored_session():
+        attempts = store.get_attempts(db, pulse.id)
+        return attempts[0].session_id if attempts else None
+
+    session = wait_for(stored_session)
+    attempt = store.get_attempts(db, pulse.id)[0]
+    still = store.get_pulse(db, pulse.id)
+    events = read_agent_log(agent_log)
+    handle.stop()
+
+    assert attempt.status == "running" and still.status is Status.RUNNING
+    assert len(events) == 1
+    assert session == _init_session(attempt.number, pulse.id)
+
+
+def _init_session(number, pulse_id):
+    """The session id the fake agent announced in its init event (attempt log)."""
+    from reeve_cli.config import load_settings
+    from reeve_cli.current_pulse import session_from_log
+
+    path = load_settings().logs_path / f"pulse-{pulse_id}-{number}.log"
+    return session_from_log(path)
+
+
 def test_sigterm_puts_running_pulse_back_to_pending_and_exits_0(db, daemon, agent_log):
     handle = daemon(REEVE_STOP_GRACE="0.5")
     pulse = add(db, "long [children] [sleep 60]")

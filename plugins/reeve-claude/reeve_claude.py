@@ -4,7 +4,8 @@ Both start `<program> -p --output-format stream-json --verbose [--resume=ID]` in
 the desk and write the prompt to the agent's stdin, so neither a prompt nor a
 session id that starts with `-` can be read as a flag. They read the stream:
 the session id from the `system`/`init` event and from `result` (the latest
-wins, since resuming can mint a new id), and the final text, `is_error`,
+wins, since resuming can mint a new id; each new id goes to the request's
+`on_session` callback at once), and the final text, `is_error`,
 `total_cost_usd`, duration and token usage from `result`.
 
 `REEVE_AGENT_COMMAND` (shell-split) replaces the program, flags included, e.g.
@@ -14,6 +15,7 @@ wins, since resuming can mint a new id), and the final text, `is_error`,
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from reeve_cli.executor import (
 )
 
 __version__ = "0.1.0"
+
+logger = logging.getLogger(__name__)
 
 # Claude Code marks the shells it starts with CLAUDECODE=1 and refuses to start
 # a nested session when it sees it; a daemon started from such a shell must not
@@ -51,6 +55,8 @@ class StreamState:
     usage: dict[str, Any] = field(default_factory=dict)
     saw_result: bool = False
     last_text: str | None = None
+    # Told each new session id at once (the daemon stores it mid-run).
+    on_session: Callable[[str], None] | None = None
 
     def feed(self, line: bytes) -> None:
         """Read one stdout line; lines that are not JSON objects are ignored."""
@@ -70,8 +76,13 @@ class StreamState:
 
     def _session(self, event: dict[str, Any]) -> None:
         session = event.get("session_id")
-        if isinstance(session, str) and session:
+        if isinstance(session, str) and session and session != self.session_id:
             self.session_id = session
+            if self.on_session is not None:
+                try:
+                    self.on_session(session)
+                except Exception:
+                    logger.exception("on_session callback failed")
 
     def _assistant(self, event: dict[str, Any]) -> None:
         message = event.get("message")
@@ -146,7 +157,8 @@ class ClaudeCodeExecutor:
         self, request: AttemptRequest, on_start: Callable[[int], None]
     ) -> AttemptResult:
         argv = self.argv(request)
-        state = StreamState()
+        # getattr: an AttemptRequest from an older Reeve has no on_session.
+        state = StreamState(on_session=getattr(request, "on_session", None))
         try:
             outcome = await run_process(
                 argv,
