@@ -2,9 +2,11 @@
 
 Routes are thin adapters over `store`, `schedule` and `status`; they return the
 same `to_dict()` shapes as `--json` and MCP. Every route but `/api/health` needs
-the bearer token. Database work runs on one worker thread, off the event loop, so
-a write waiting for SQLite's lock never stalls the daemon's scheduler. After each
-write the daemon's runtime is woken, so it sees the change at once.
+the bearer token. Creates are written on the event loop, batched per turn of the
+loop, on a connection that never waits for SQLite's lock (`ApiContext.write`);
+other database work, and a create that finds the lock taken, runs on one worker
+thread, so a write waiting for the lock never stalls the daemon's scheduler.
+After each write the daemon's runtime is woken, so it sees the change at once.
 
 The endpoints are described in `docs/http-api.md` and `GET /openapi.json`.
 """
@@ -804,10 +806,11 @@ def routes() -> list[Route]:
     from reeve_cli import api_events, api_metrics, api_schedules
 
     return [
+        # Matched in order: the busiest routes first.
         Route("/api/health", health, methods=["GET"]),
-        Route("/api/status", status, methods=["GET"]),
-        Route("/api/pulses", pulse_list, methods=["GET"]),
         Route("/api/pulses", pulse_create, methods=["POST"]),
+        Route("/api/pulses", pulse_list, methods=["GET"]),
+        Route("/api/status", status, methods=["GET"]),
         Route("/api/pulses/{pulse_id}", pulse_get, methods=["GET"]),
         Route("/api/pulses/{pulse_id}", pulse_patch, methods=["PATCH"]),
         Route("/api/pulses/{pulse_id}", pulse_cancel, methods=["DELETE"]),
