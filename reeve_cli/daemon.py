@@ -520,28 +520,31 @@ class Daemon:
 
     async def _checkpoint_forever(self, path: Path) -> None:
         """Copy the WAL back into the database file every second, off the loop."""
-        import sqlite3
-
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={int(CHECKPOINT_EVERY_S * 1000)}")
-            while True:
-                await asyncio.sleep(CHECKPOINT_EVERY_S)
-                try:
-                    await asyncio.to_thread(
-                        conn.execute, "PRAGMA wal_checkpoint(PASSIVE)"
-                    )
-                except sqlite3.Error as exc:
-                    logger.warning("WAL checkpoint failed: %s", exc)
-        finally:
-            # close_v2: a checkpoint still running in the thread finishes first.
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            # The thread owns its connection from open to close: a cancelled
+            # wait here never closes a connection that is still in use.
+            await asyncio.to_thread(checkpoint, path)
 
     async def _prune_logs_forever(self) -> None:
         while True:
             await asyncio.to_thread(prune_logs, self.settings)
             await asyncio.sleep(LOG_PRUNE_EVERY_S)
+
+
+def checkpoint(path: Path) -> None:
+    """Run one passive WAL checkpoint on a connection of its own."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(CHECKPOINT_EVERY_S * 1000)}")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        logger.warning("WAL checkpoint failed: %s", exc)
 
 
 def prune_logs(settings: Settings) -> int:
