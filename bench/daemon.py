@@ -373,7 +373,13 @@ def scenario_idle_and_big(pending):
 
 def run_only(which, burst_n, spawn_n, wake_pending):
     print(f"load average {os.getloadavg()[0]:.2f}")
-    if which == "burst":
+    if which == "latency":
+        claim, agent = scenario_latency(240)
+        print(
+            f"due -> claim p50 {pct(claim, 50):.1f} ms, p99 {pct(claim, 99):.1f} ms; "
+            f"agent p50 {pct(agent, 50):.1f} ms, p99 {pct(agent, 99):.1f} ms"
+        )
+    elif which == "burst":
         rate, took, claim_rate, in_order, seen = scenario_burst(burst_n, 8)
         print(
             f"completions {rate:,.0f}/s ({took:.2f} s), claims {claim_rate:,.0f}/s, "
@@ -391,7 +397,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--only", choices=["burst", "spawn", "wake"], help="run one scenario"
+        "--only",
+        choices=["latency", "burst", "spawn", "wake"],
+        help="run one scenario",
     )
     args = parser.parse_args()
     latency_n, cli_n, burst_n, big_n = (
