@@ -82,6 +82,7 @@ def serve_app(data_dir: Path) -> None:
     app = create_app(settings, open_database(settings.db_url))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # accept (queue) connections before uvicorn has started
     info = {"pid": os.getpid(), "api_url": f"http://127.0.0.1:{sock.getsockname()[1]}"}
     (data_dir / "daemon.json").write_text(json.dumps(info))
     config = uvicorn.Config(app, log_level="warning", access_log=False)

@@ -571,20 +571,33 @@ async def pulse_create(request: Request) -> Response:
         max_prompt_bytes=ctx.settings.max_prompt_bytes,
     )
 
+    def read_time() -> datetime:
+        # Read once, leniently: a replay must have a readable time, but one that
+        # has passed since the first request is no reason to refuse it.
+        return ctx.parse_time(when_text or "now", when_field, allow_past=True)
+
+    def check_not_past(when: datetime) -> None:
+        from reeve_cli.timefmt import PAST_TOLERANCE
+
+        if not allow_past and when < utcnow() - PAST_TOLERANCE:
+            # Read again strictly, for the error that names the time.
+            ctx.parse_time(when_text or "now", when_field, allow_past=False)
+
     def create_in(conn: Connection) -> tuple[Pulse, bool, str]:
-        if key is not None:
-            ctx.parse_time(when_text or "now", when_field, allow_past=True)
-            if (existing := store.pulse_by_key(conn, key)) is not None:
-                return existing, False, ""
-        new.set_time(ctx.parse_time(when_text or "now", when_field, allow_past))
+        when = read_time()
+        existing = store.pulse_by_key(conn, key) if key is not None else None
+        if existing is not None:
+            return existing, False, ""
+        check_not_past(when)
+        new.set_time(when)
         return store.insert_pulse(conn, new)
 
     def create_alone(db: Database) -> tuple[Pulse, bool, str]:
-        if key is not None:
-            ctx.parse_time(when_text or "now", when_field, allow_past=True)
-            if (existing := _find_by_key(db, key)) is not None:
-                return existing, False, ""
-        new.set_time(ctx.parse_time(when_text or "now", when_field, allow_past))
+        when = read_time()
+        if key is not None and (existing := _find_by_key(db, key)) is not None:
+            return existing, False, ""
+        check_not_past(when)
+        new.set_time(when)
         return store.add_new_pulse(db, new)
 
     pulse, created, text = await ctx.write(
