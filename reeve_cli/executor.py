@@ -395,9 +395,23 @@ async def run_process(
             raise
         finally:
             output.finish()
+            _close_pipes(process)
     outcome.duration_s = time.monotonic() - started
     outcome.output_tail = output.tail_text()
     return outcome
+
+
+def _close_pipes(process: asyncio.subprocess.Process) -> None:
+    """Close our ends of the agent's pipes once the attempt is over.
+
+    A descendant that escaped the process group can hold the pipes open after
+    the agent was killed; without this their file descriptors would stay open
+    until garbage collection, which in a daemon that runs for months is a leak.
+    asyncio offers no public way to close a subprocess transport.
+    """
+    transport = getattr(process, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 async def _watch(
