@@ -250,9 +250,12 @@ class ApiContext:
     def _start_checkpoint(self) -> None:
         if self._checkpointing:
             return
+        try:
+            future = self.executor.submit(self._checkpoint)
+        except RuntimeError:  # the app is stopping; SQLite checkpoints on close
+            return
         self._checkpointing = True
         self._unchecked_writes = 0
-        future = self.executor.submit(self._checkpoint)
         future.add_done_callback(self._checkpoint_done)
 
     def _checkpoint(self) -> None:
