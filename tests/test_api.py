@@ -1253,6 +1253,21 @@ def test_unexpected_failure_is_a_500_without_internals(client, auth, db):
     }
 
 
+def test_create_that_fails_midway_is_a_500_and_writes_nothing(client, auth, db):
+    with db.transaction(write=True) as conn:
+        conn.execute("ALTER TABLE events RENAME TO events_gone")
+
+    response = post_pulse(client, auth, at="in 1h")
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    with db.transaction(write=True) as conn:
+        conn.execute("ALTER TABLE events_gone RENAME TO events")
+    assert table_count(db, "pulses") == 0
+    assert post_pulse(client, auth, at="in 1h").status_code == 201
+    assert table_count(db, "pulses") == 1
+
+
 def test_busy_database_is_a_503(settings, tmp_path, auth):
     from reeve_cli.db import open_database
 
