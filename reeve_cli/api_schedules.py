@@ -276,11 +276,7 @@ async def _set_paused(request: Request, paused: bool) -> Response:
     check_query(request, ())
     name = _name(request)
 
-    def change() -> Schedule:
-        store.get_schedule(ctx.db, name)
-        return store.update_schedule(ctx.db, name, paused=paused)
-
-    schedule = await ctx.run(change)
+    schedule = await ctx.run(store.set_schedule_paused, ctx.db, name, paused)
     ctx.wrote()
     return JSONResponse(schedule.to_dict())
 

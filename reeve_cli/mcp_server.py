@@ -671,10 +671,7 @@ def build_server(backend: Backend) -> MCPServer:
         with reported(backend, tool):
             settings = backend.settings()
             now = utcnow()
-            changes: dict[str, Any] = {"paused": paused}
-            if not paused:
-                changes["failure_streak"] = 0  # as `reeve schedule resume` does
-            changed = store.update_schedule(backend.db(), name, **changes)
+            changed = store.set_schedule_paused(backend.db(), name, paused)
             upcoming = next_fires(changed, now)
             text = f"Schedule {describe_schedule(changed)}."
             text += next_text(upcoming, settings, now)

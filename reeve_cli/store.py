@@ -814,6 +814,18 @@ def update_schedule(db: Database, name: str, **changes: Any) -> Schedule:
     return schedule
 
 
+def set_schedule_paused(db: Database, name: str, paused: bool) -> Schedule:
+    """Pause or resume a schedule; resuming also clears its failure streak.
+
+    Raises:
+        ScheduleNotFound: no schedule has this name.
+    """
+    changes: dict[str, Any] = {"paused": paused}
+    if not paused:
+        changes["failure_streak"] = 0
+    return update_schedule(db, name, **changes)
+
+
 def remove_schedule(db: Database, name: str) -> Schedule:
     """Delete a schedule; pulses it already created stay."""
     with db.transaction(write=True) as conn:

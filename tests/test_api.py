@@ -1406,3 +1406,20 @@ def test_quick_time_names_the_forms_read_without_dateparser(text, quick):
     from reeve_cli.api import quick_time
 
     assert quick_time(text) is quick
+
+
+def test_schedule_resume_clears_failure_streak(client, auth, db):
+    """Resuming through the API does what `reeve schedule resume` does."""
+    client.post(
+        "/api/schedules",
+        json={"name": "beat", "prompt": "heartbeat", "every": "1h"},
+        headers=auth,
+    )
+    store.update_schedule(db, "beat", paused=True, failure_streak=5)
+
+    resumed = client.post("/api/schedules/beat/resume", headers=auth)
+
+    assert resumed.status_code == 200
+    assert resumed.json()["paused"] is False
+    assert resumed.json()["failure_streak"] == 0
+    assert store.get_schedule(db, "beat").failure_streak == 0

@@ -236,10 +236,7 @@ def schedule_show(name: NameArg, json_: JsonFlag = False) -> None:
 def _set_paused(name: str, paused: bool, json_: bool) -> None:
     from reeve_cli import store
 
-    changes: dict[str, Any] = {"paused": paused}
-    if not paused:
-        changes["failure_streak"] = 0
-    schedule = store.update_schedule(context.database(), name, **changes)
+    schedule = store.set_schedule_paused(context.database(), name, paused)
     if json_:
         output.emit_json(_with_next(schedule))
         return
