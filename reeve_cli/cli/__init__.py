@@ -135,30 +135,28 @@ def root(
 
 
 def _register() -> None:
+    # Typer lists plain commands before groups, each in the order added here.
+    from reeve_cli.cli import api as api_cli
     from reeve_cli.cli import config, db, pulse
-
-    app.add_typer(pulse.app, name="pulse")
-    app.add_typer(config.app, name="config")
-    app.add_typer(db.app, name="db")
-    from reeve_cli.cli import plugins as plugins_cli
-
-    app.add_typer(plugins_cli.app, name="plugins")
-    from reeve_cli.cli import telegram as telegram_cli
-
-    app.add_typer(telegram_cli.app, name="telegram")
-    from reeve_cli.cli import mcp as mcp_cli
-
-    app.add_typer(mcp_cli.app, name="mcp")
     from reeve_cli.cli import daemon as daemon_cli
-    from reeve_cli.cli import dbops, doctor, service  # noqa: F401  (attach commands)
+    from reeve_cli.cli import mcp as mcp_cli
+    from reeve_cli.cli import plugins as plugins_cli
     from reeve_cli.cli import schedule as schedule_cli
+    from reeve_cli.cli import telegram as telegram_cli
 
     app.command("daemon")(daemon_cli.daemon)
     app.command("status")(daemon_cli.status)
-    app.add_typer(schedule_cli.app, name="schedule")
-    from reeve_cli.cli import api as api_cli
+    # These modules add their commands to the root app (or `db`) when imported.
+    from reeve_cli.cli import dbops, doctor, service  # noqa: F401
 
+    app.add_typer(pulse.app, name="pulse")
+    app.add_typer(schedule_cli.app, name="schedule")
+    app.add_typer(telegram_cli.app, name="telegram")
+    app.add_typer(mcp_cli.app, name="mcp")
     app.add_typer(api_cli.app, name="api")
+    app.add_typer(config.app, name="config")
+    app.add_typer(db.app, name="db")
+    app.add_typer(plugins_cli.app, name="plugins")
 
 
 _register()
