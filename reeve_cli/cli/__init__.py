@@ -14,6 +14,12 @@ import typer
 from reeve_cli import __version__
 from reeve_cli.cli import context
 from reeve_cli.cli.lazy import LazyGroup, TreeBuilder
+from reeve_cli.cli.options import (
+    ConfigOption,
+    DatabaseUrlOption,
+    DataDirOption,
+    TimezoneOption,
+)
 from reeve_cli.errors import ReeveError
 from reeve_cli.output import error
 
@@ -73,32 +79,10 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
 
 @app.callback()
 def root(
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config", metavar="PATH", help="Config file (TOML). Env: REEVE_CONFIG."
-        ),
-    ] = None,
-    data_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--data-dir", metavar="PATH", help="Data directory. Env: REEVE_DATA_DIR."
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            metavar="URL",
-            help="Database URL. Env: REEVE_DATABASE_URL.",
-        ),
-    ] = None,
-    timezone: Annotated[
-        str | None,
-        typer.Option(
-            "--timezone", metavar="ZONE", help="Time zone. Env: REEVE_TIMEZONE."
-        ),
-    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    timezone: TimezoneOption = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
 import typer
 
 from reeve_cli import output
 from reeve_cli.cli import context
+from reeve_cli.cli.options import JsonFlag
 
 app = typer.Typer(
     help="Show the effective settings and their sources.", no_args_is_help=True
@@ -17,9 +17,7 @@ app = typer.Typer(
 
 @app.command("show")
 def config_show(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    json_: JsonFlag = False,
 ) -> None:
     """Print every setting, its value and where it came from; secrets masked.
 
@@ -59,9 +57,7 @@ def config_show(
 
 @app.command("path")
 def config_path(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    json_: JsonFlag = False,
 ) -> None:
     """Print the config file and data directory in use."""
     settings = context.settings()

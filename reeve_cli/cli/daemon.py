@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from reeve_cli import output
 from reeve_cli.cli import context
+from reeve_cli.cli.options import JsonFlag
 
 
 def daemon() -> None:
@@ -55,9 +56,7 @@ def _ago(seconds: float | None) -> str:
 
 
 def status(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    json_: JsonFlag = False,
 ) -> None:
     """Show whether the daemon runs, what is running, and what comes next.
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
 import typer
 
 from reeve_cli import output
 from reeve_cli.cli import context
+from reeve_cli.cli.options import JsonFlag
 
 app = typer.Typer(help="Database schema, backups and clean-up.", no_args_is_help=True)
 
 
 @app.command("status")
 def db_status(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    json_: JsonFlag = False,
 ) -> None:
     """Show the database location and whether its schema is current."""
     from reeve_cli.config import ensure_data_dir

@@ -13,8 +13,7 @@ import typer
 from reeve_cli import output
 from reeve_cli.cli import context
 from reeve_cli.cli.db import app
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+from reeve_cli.cli.options import JsonFlag
 
 # Databases smaller than this copy in one step; a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024

@@ -8,15 +8,14 @@ import typer
 
 from reeve_cli import output
 from reeve_cli.cli import app, context
+from reeve_cli.cli.options import JsonFlag
 
 _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 
 
 @app.command("doctor")
 def doctor(
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    json_: JsonFlag = False,
     online: Annotated[
         bool,
         typer.Option("--online", help="Also ask the Telegram Bot API (network)."),

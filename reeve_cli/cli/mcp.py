@@ -12,6 +12,12 @@ from typing import Annotated
 import typer
 
 from reeve_cli.cli import context
+from reeve_cli.cli.options import (
+    ConfigOption,
+    DatabaseUrlOption,
+    DataDirOption,
+    TimezoneOption,
+)
 from reeve_cli.errors import InvalidValue
 
 app = typer.Typer(
@@ -26,32 +32,10 @@ OWN_FLAGS = ("config", "data_dir", "database_url", "timezone")
 
 @app.command("serve")
 def mcp_serve(
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config", metavar="PATH", help="Config file (TOML). Env: REEVE_CONFIG."
-        ),
-    ] = None,
-    data_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--data-dir", metavar="PATH", help="Data directory. Env: REEVE_DATA_DIR."
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            metavar="URL",
-            help="Database URL. Env: REEVE_DATABASE_URL.",
-        ),
-    ] = None,
-    timezone: Annotated[
-        str | None,
-        typer.Option(
-            "--timezone", metavar="ZONE", help="Time zone. Env: REEVE_TIMEZONE."
-        ),
-    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    timezone: TimezoneOption = None,
 ) -> None:
     """Serve Reeve's MCP tools on stdin/stdout (an agent client starts this).
 

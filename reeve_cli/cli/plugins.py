@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from reeve_cli import output
+from reeve_cli.cli.options import JsonFlag
 
 app = typer.Typer(help="Show installed plugins.", no_args_is_help=True)
 
 
 @app.command("list")
 def plugins_list(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON for scripts.")
-    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List plugins: name, version, hooks, executors, notifiers and load errors.
 

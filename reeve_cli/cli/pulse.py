@@ -9,13 +9,13 @@ import typer
 
 from reeve_cli import output
 from reeve_cli.cli import context
+from reeve_cli.cli.options import JsonFlag
 from reeve_cli.errors import InvalidValue
 
 app = typer.Typer(
     help="Add, list, show, cancel and reschedule pulses.", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 AllowPast = Annotated[
     bool,
     typer.Option("--allow-past", help="Accept a past time; the pulse runs at once."),

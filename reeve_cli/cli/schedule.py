@@ -9,12 +9,12 @@ import typer
 
 from reeve_cli import output
 from reeve_cli.cli import context
+from reeve_cli.cli.options import JsonFlag
 
 app = typer.Typer(
     help="Add, list, pause and remove recurring schedules.", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
 
 
