@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.daemon_helpers import wait_for  # noqa: F401  (re-exported for the tests)
+
 TOKEN = "123456789:AAFakeSecretTokenPart_abcdefghijklmnop"
 CHAT = 4242  # an allowed private chat
 OTHER_CHAT = -100777  # a second allowed chat (a group)
@@ -348,15 +350,3 @@ def fake_bot(monkeypatch):
     monkeypatch.setenv("REEVE_TELEGRAM_API_URL", server.url)
     yield server
     server.stop()
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
-    """Poll `predicate` until it returns a true value; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
